@@ -1,0 +1,243 @@
+"""The ``lora-router`` command: a thin layer over ``config``, ``Router`` and ``Simulator``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, build_plan, load_config
+
+log = logging.getLogger("lora_router")
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    level = os.environ.get("LORA_ROUTER_LOG", "DEBUG" if verbose else "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+# --- serve -------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .router import Router
+    from .runloop import wait_for_signal
+
+    router = Router(args.config, threads=args.threads)
+    host, port = router.start(args.host, args.port)
+    c = router.config
+    log.info(
+        "lora-router serving on http://%s:%d: %d categories, %d adapters, %d endpoints",
+        host,
+        port,
+        len(router.plan["categories"]),
+        sum(len(m.loras) for m in c.models.values()),
+        len(c.vllm_endpoints),
+    )
+    signum = wait_for_signal()
+    log.info("signal %d: draining and stopping", signum)
+    router.stop()
+    return 0
+
+
+# --- check -------------------------------------------------------------------------------
+
+
+def describe(loaded) -> str:
+    c = loaded.config
+    plan = build_plan(loaded)
+    lines = [f"config OK: {loaded.file}", "", f"endpoints ({len(c.vllm_endpoints)}):"]
+    for e in c.vllm_endpoints:
+        lines.append(f"  {e.name:<20} {e.address}:{e.port}  weight {e.weight:g}")
+    lines.append(f"base models ({len(plan['models'])}), default {c.default_model}:")
+    for m in plan["models"]:
+        fam = m["reasoning"]
+        reasoning = f"{fam['type']}:{fam['parameter']}" if fam else "none"
+        lines.append(f"  {m['name']:<20} endpoints: {', '.join(m['endpoints'])}  reasoning: {reasoning}")
+        adapters = ", ".join(a["name"] for a in m["adapters"]) or "(none)"
+        lines.append(f"  {'':<20} adapters: {adapters}")
+    lines.append(f"categories ({len(plan['categories'])}), default {plan['default_category']}:")
+    for cat in plan["categories"]:
+        t = max(cat["targets"], key=lambda t: t["score"])
+        dest = f"{t['model']} + {t['adapter']}" if t["adapter"] else f"{t['model']} (base)"
+        reasoning = {None: "", True: f", reasoning {t['reasoning_effort']}", False: ", no reasoning"}[
+            t["use_reasoning"]
+        ]
+        prompt = f", system prompt ({cat['system_prompt_mode']})" if cat["system_prompt"] else ""
+        lines.append(f"  {cat['name']:<20} -> {dest} (score {t['score']:g}{reasoning}{prompt})")
+    lines.append(
+        "signals, in order:" if plan["signals"] else "signals: none (every MoM request takes the default category)"
+    )
+    for s in plan["signals"]:
+        if s["type"] == "keyword":
+            n = sum(len(r["keywords"]) for r in s["rules"])
+            lines.append(f"  keyword: {len(s['rules'])} rules, {n} keywords")
+    if loaded.warnings:
+        lines.append("warnings:")
+        lines.extend(f"  - {w}" for w in loaded.warnings)
+    return "\n".join(lines)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    # Compile the plan natively too, so everything that would fail at start fails here.
+    from .router import Router
+
+    Router(loaded)
+    print(describe(loaded))
+    return 0
+
+
+# --- sim ---------------------------------------------------------------------------------
+
+
+def parse_lora_modules(items: list[str]) -> dict[str, str]:
+    """vLLM's ``--lora-modules``: ``name=path`` or a JSON object with ``name`` and ``path``."""
+    out: dict[str, str] = {}
+    for item in items:
+        if item.lstrip().startswith("{"):
+            try:
+                obj = json.loads(item)
+                out[obj["name"]] = obj["path"]
+            except (ValueError, KeyError, TypeError):
+                raise SystemExit(f"lora-router sim: invalid --lora-modules entry {item!r}") from None
+        elif "=" in item:
+            name, path = item.split("=", 1)
+            out[name] = path
+        else:
+            raise SystemExit(f"lora-router sim: --lora-modules entries look like name=path, got {item!r}")
+    return out
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from .runloop import wait_for_signal
+    from .sim import Simulator, SimulatorOptions
+
+    allow = args.allow_runtime_lora_updating or os.environ.get("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "").lower() in (
+        "1",
+        "true",
+    )
+    options = SimulatorOptions(
+        served_model_name=args.served_model_name,
+        model_path=args.model_path,
+        lora_modules=parse_lora_modules(args.lora_modules or []),
+        max_loras=args.max_loras,
+        max_lora_rank=args.max_lora_rank,
+        max_model_len=args.max_model_len,
+        max_num_seqs=args.max_num_seqs,
+        allow_runtime_lora_updating=allow,
+        ttft_ms=args.ttft_ms,
+        itl_ms=args.itl_ms,
+        lora_load_ms=args.lora_load_ms,
+        default_max_tokens=args.default_max_tokens,
+        record_requests=args.record_requests,
+    )
+    try:
+        sim = Simulator(options, threads=args.threads)
+    except ValueError as e:
+        print(f"lora-router sim: {e}", file=sys.stderr)
+        return 2
+    host, port = sim.start(args.host, args.port)
+    adapters = ", ".join(options.lora_modules) or "none"
+    print(
+        f"lora-router sim: vLLM SIMULATOR (test/demo tool, not an inference engine) serving "
+        f"'{options.served_model_name}' (adapters: {adapters}; max_loras {options.max_loras}; "
+        f"runtime LoRA updating {'on' if allow else 'off'}) on http://{host}:{port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    last = [time.monotonic(), 0.0]
+
+    def report() -> None:
+        if args.report_interval <= 0 or time.monotonic() - last[0] < args.report_interval:
+            return
+        n = sim.stats()["requests"]
+        now = time.monotonic()
+        rate = (n - last[1]) / (now - last[0])
+        last[:] = [now, n]
+        if rate > 0:
+            print(f"lora-router sim: {rate:,.0f} requests/s", file=sys.stderr, flush=True)
+
+    wait_for_signal(tick=report)
+    stats = sim.stats()
+    sim.stop()
+    rate = stats["requests"] / max(stats["uptime_s"], 1e-9)
+    print(
+        f"lora-router sim: served {stats['requests']:.0f} requests ({rate:,.0f}/s over its lifetime), "
+        f"{stats['lora_loads']:.0f} adapter loads, {stats['cancelled']:.0f} cancelled",
+        file=sys.stderr,
+    )
+    return 0
+
+
+# --- the command line --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lora-router",
+        description="An OpenAI-compatible gateway that routes each request to the right vLLM LoRA adapter.",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (or set LORA_ROUTER_LOG)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("serve", help="run the router")
+    s.add_argument("--config", required=True, type=Path, help="YAML config (Semantic Router v0.1 format)")
+    s.add_argument("--host", help="listen address (default: server.host, 0.0.0.0)")
+    s.add_argument("--port", type=int, help="listen port (default: server.port, 8801)")
+    s.add_argument("--threads", type=int, help="native worker threads (default: server.threads; 0 = one per core)")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("check", help="validate a config and summarise it")
+    s.add_argument("--config", required=True, type=Path)
+    s.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("sim", help="run a vLLM simulator (test and demo tool)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--served-model-name", default="sim-base")
+    s.add_argument("--model-path", help="shown as the base model's root (default: the served name)")
+    s.add_argument("--lora-modules", nargs="*", metavar="NAME=PATH", help="static adapters, as vLLM's flag")
+    s.add_argument("--max-loras", type=int, default=1, help="GPU LoRA slots (vLLM default 1)")
+    s.add_argument("--max-lora-rank", type=int, default=16)
+    s.add_argument("--max-model-len", type=int, default=2048)
+    s.add_argument("--max-num-seqs", type=int, default=256)
+    s.add_argument(
+        "--allow-runtime-lora-updating",
+        action="store_true",
+        help="enable /v1/load_lora_adapter and /v1/unload_lora_adapter (or VLLM_ALLOW_RUNTIME_LORA_UPDATING=true)",
+    )
+    s.add_argument("--ttft-ms", type=float, default=5.0, help="time to first token")
+    s.add_argument("--itl-ms", type=float, default=1.0, help="time between tokens")
+    s.add_argument("--lora-load-ms", type=float, default=20.0, help="time to load an adapter into a GPU slot")
+    s.add_argument("--default-max-tokens", type=int, default=16)
+    s.add_argument("--record-requests", type=int, default=256, help="request bodies kept for GET /sim/requests")
+    s.add_argument("--threads", type=int, default=1, help="native worker threads (default 1)")
+    s.add_argument("--report-interval", type=float, default=0.0, help="print requests/s every N seconds")
+    s.set_defaults(func=cmd_sim)
+
+    from .demo import add_parser as add_demo
+
+    add_demo(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"lora-router: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

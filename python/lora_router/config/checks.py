@@ -1,0 +1,143 @@
+"""Checks that span fields: names that must refer to something declared elsewhere, names
+that must be unique, files that must exist. Warnings are for things that work but are
+probably not what the operator meant."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from .load import LoadedConfig, Problem
+from .models import BUILTIN_REASONING_FAMILIES, IGNORED_SECTIONS
+
+
+def resolve_path(loaded: LoadedConfig, value: str) -> Path | None:
+    """A path from the config: absolute, else relative to the config file's directory, else
+    to the working directory (Semantic Router's configs assume the latter)."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return p if p.exists() else None
+    for base in (loaded.base_dir, Path.cwd()):
+        candidate = (base / p).resolve()
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def cross_check(loaded: LoadedConfig) -> list[Problem]:
+    c = loaded.config
+    problems: list[Problem] = []
+
+    def dupes(names: list[str]) -> set[str]:
+        return {n for n, k in Counter(names).items() if k > 1}
+
+    endpoint_names = [e.name for e in c.vllm_endpoints]
+    for i, e in enumerate(c.vllm_endpoints):
+        if e.name in dupes(endpoint_names):
+            problems.append(Problem(f"vllm_endpoints[{i}].name", f"duplicate endpoint name '{e.name}'"))
+        if e.api_key_env and not os.environ.get(e.api_key_env):
+            problems.append(
+                Problem(f"vllm_endpoints[{i}].api_key_env", f"environment variable {e.api_key_env} is not set")
+            )
+
+    adapter_owner: dict[str, str] = {}
+    for base, m in c.models.items():
+        for j, ep in enumerate(m.preferred_endpoints):
+            if ep not in endpoint_names:
+                problems.append(Problem(f"model_config.{base}.preferred_endpoints[{j}]", f"unknown endpoint '{ep}'"))
+        for j, lora in enumerate(m.loras):
+            path = f"model_config.{base}.loras[{j}].name"
+            if lora.name in c.models:
+                problems.append(Problem(path, f"adapter '{lora.name}' has the same name as a base model"))
+            elif lora.name in adapter_owner:
+                problems.append(
+                    Problem(
+                        path, f"adapter '{lora.name}' is already declared under model_config.{adapter_owner[lora.name]}"
+                    )
+                )
+            else:
+                adapter_owner[lora.name] = base
+    for i, e in enumerate(c.vllm_endpoints):
+        for j, m in enumerate(e.models):
+            if m not in c.models:
+                problems.append(
+                    Problem(f"vllm_endpoints[{i}].models[{j}]", f"'{m}' is not declared under model_config")
+                )
+
+    if c.default_model not in c.models:
+        problems.append(Problem("default_model", f"'{c.default_model}' is not declared under model_config"))
+
+    names = [cat.name for cat in c.categories]
+    for i, cat in enumerate(c.categories):
+        if cat.name in dupes(names):
+            problems.append(Problem(f"categories[{i}].name", f"duplicate category '{cat.name}'"))
+        for j, ms in enumerate(cat.model_scores):
+            path = f"categories[{i}].model_scores[{j}]"
+            if ms.model not in c.models:
+                problems.append(Problem(f"{path}.model", f"'{ms.model}' is not declared under model_config"))
+                continue
+            if ms.lora_name is not None and ms.lora_name not in {lo.name for lo in c.models[ms.model].loras}:
+                problems.append(
+                    Problem(
+                        f"{path}.lora_name", f"'{ms.lora_name}' is not declared under model_config.{ms.model}.loras"
+                    )
+                )
+
+    for i, rule in enumerate(c.keyword_rules):
+        if rule.category not in names:
+            problems.append(Problem(f"keyword_rules[{i}].category", f"unknown category '{rule.category}'"))
+        for j, kw in enumerate(rule.keywords):
+            if not kw.strip():
+                problems.append(Problem(f"keyword_rules[{i}].keywords[{j}]", "empty keyword"))
+
+    if c.default_category is not None and c.default_category not in names:
+        problems.append(Problem("default_category", f"unknown category '{c.default_category}'"))
+
+    all_models = set(c.models) | set(adapter_owner)
+    for i, v in enumerate(c.routing.virtual_models):
+        if v in all_models:
+            problems.append(Problem(f"routing.virtual_models[{i}]", f"'{v}' is also the name of a model or adapter"))
+
+    cm = c.classifier.category_model
+    if cm is not None:
+        if resolve_path(loaded, cm.model_id) is None:
+            problems.append(Problem("classifier.category_model.model_id", f"path '{cm.model_id}' does not exist"))
+        if cm.category_mapping_path and resolve_path(loaded, cm.category_mapping_path) is None:
+            problems.append(
+                Problem(
+                    "classifier.category_model.category_mapping_path",
+                    f"path '{cm.category_mapping_path}' does not exist",
+                )
+            )
+
+    if c.audit_log.enabled:
+        parent = (loaded.base_dir / c.audit_log.path).resolve().parent
+        if not parent.is_dir():
+            problems.append(Problem("audit_log.path", f"directory {parent} does not exist"))
+
+    loaded.warnings.extend(warnings(loaded))
+    return problems
+
+
+def warnings(loaded: LoadedConfig) -> list[str]:
+    c = loaded.config
+    out = []
+    for section in IGNORED_SECTIONS:
+        if getattr(c, section) is not None:
+            out.append(f"{section}: accepted for Semantic Router compatibility, not used by lora-router")
+    for base, m in c.models.items():
+        fam = m.reasoning_family
+        if fam and fam not in c.reasoning_families and fam not in BUILTIN_REASONING_FAMILIES:
+            out.append(
+                f"model_config.{base}.reasoning_family: '{fam}' is not defined under reasoning_families; "
+                "use_reasoning is not written into requests for this model"
+            )
+        if m.pii_policy is not None:
+            out.append(f"model_config.{base}.pii_policy: accepted, not enforced (lora-router has no PII detector)")
+    for i, cat in enumerate(c.categories):
+        if cat.jailbreak_enabled is not None or cat.jailbreak_threshold is not None:
+            out.append(f"categories[{i}]: jailbreak settings accepted, not enforced")
+    if c.classifier.pii_model is not None:
+        out.append("classifier.pii_model: accepted, not used")
+    return out

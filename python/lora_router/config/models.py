@@ -1,0 +1,178 @@
+"""The configuration schema: vLLM Semantic Router's v0.1 format (accepted unchanged) plus
+lora-router's own sections. Every default and every per-field check lives here; checks that
+span fields live in ``checks.py``. Unknown keys are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ReasoningEffort = Literal["minimal", "low", "medium", "high"]
+Operator = Literal["OR", "AND", "NOR"]
+SystemPromptMode = Literal["replace", "insert"]
+MessagePolicy = Literal["last_user", "all_user", "conversation"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- Semantic Router v0.1 sections -------------------------------------------------------
+
+
+class Lora(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class PiiPolicy(Strict):
+    """Accepted for compatibility; lora-router does not detect PII."""
+
+    allow_by_default: bool = True
+    pii_types_allowed: list[str] = []
+
+
+class BaseModelConfig(Strict):
+    reasoning_family: str | None = None
+    preferred_endpoints: list[str] = []
+    loras: list[Lora] = []
+    pii_policy: PiiPolicy | None = None
+    pricing: dict[str, Any] | None = None
+    param_size: str | None = None
+
+
+class Endpoint(Strict):
+    name: str = Field(min_length=1)
+    address: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    weight: float = Field(default=1.0, gt=0)
+    models: list[str] = []
+    health_check_path: str | None = None
+    api_key_env: str | None = None
+    """Name of an environment variable holding a bearer key to send to this endpoint."""
+
+
+class ModelScore(Strict):
+    model: str
+    lora_name: str | None = None
+    score: float = Field(ge=0.0, le=1.0)
+    use_reasoning: bool | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    reasoning_description: str | None = None
+
+
+class Category(Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+    system_prompt: str | None = None
+    system_prompt_mode: SystemPromptMode | None = None
+    use_reasoning: bool | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    reasoning_description: str | None = None
+    model_scores: list[ModelScore] = Field(min_length=1)
+    mmlu_categories: list[str] | None = None
+    jailbreak_enabled: bool | None = None
+    jailbreak_threshold: float | None = None
+
+
+class ReasoningFamily(Strict):
+    type: Literal["chat_template_kwargs", "reasoning_effort"]
+    parameter: str = Field(min_length=1)
+
+
+class KeywordRule(Strict):
+    category: str
+    operator: Operator = "OR"
+    keywords: list[str] = Field(min_length=1)
+    case_sensitive: bool = False
+    whole_word: bool = True
+
+
+class CategoryModel(Strict):
+    model_id: str
+    threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    use_cpu: bool = True
+    use_modernbert: bool = False
+    category_mapping_path: str | None = None
+
+
+class Classifier(Strict):
+    category_model: CategoryModel | None = None
+    pii_model: dict[str, Any] | None = None
+
+
+# --- lora-router sections ----------------------------------------------------------------
+
+
+class Timeouts(Strict):
+    connect_s: float = Field(default=5.0, gt=0)
+    request_s: float = Field(default=600.0, gt=0)
+    """Until the upstream's response headers arrive (for a non-streamed request: the whole answer)."""
+    stream_idle_s: float = Field(default=300.0, gt=0)
+    """Longest silence between two chunks of a response body."""
+    drain_s: float = Field(default=30.0, ge=0)
+    """How long shutdown waits for requests in flight."""
+
+
+class HealthCheck(Strict):
+    interval_s: float = Field(default=5.0, gt=0)
+    timeout_s: float = Field(default=2.0, gt=0)
+
+
+class Server(Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8801, ge=0, le=65535)
+    threads: int = Field(default=0, ge=0)
+    """Worker threads for the native runtime; 0 means one per core."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    timeouts: Timeouts = Timeouts()
+    health_check: HealthCheck = HealthCheck()
+
+
+class Routing(Strict):
+    virtual_models: list[str] = Field(default_factory=lambda: ["MoM", "auto"], min_length=1)
+    """Model names that ask the router to choose; the first is listed in /v1/models."""
+    classify_messages: MessagePolicy = "last_user"
+    system_prompt_mode: SystemPromptMode = "replace"
+    retry_connect_errors: bool = True
+
+
+class AuditLog(Strict):
+    enabled: bool = False
+    path: str = "lora-router-audit.jsonl"
+
+
+class RouterConfig(Strict):
+    # Semantic Router v0.1
+    classifier: Classifier = Classifier()
+    vllm_endpoints: list[Endpoint] = Field(min_length=1)
+    models: dict[str, BaseModelConfig] = Field(alias="model_config", min_length=1)
+    default_model: str
+    categories: list[Category] = []
+    reasoning_families: dict[str, ReasoningFamily] = {}
+    default_reasoning_effort: ReasoningEffort = "medium"
+    keyword_rules: list[KeywordRule] = []
+    # Semantic Router sections lora-router accepts but does not act on.
+    bert_model: dict[str, Any] | None = None
+    semantic_cache: dict[str, Any] | None = None
+    tools: dict[str, Any] | None = None
+    prompt_guard: dict[str, Any] | None = None
+    api: dict[str, Any] | None = None
+    observability: dict[str, Any] | None = None
+    # lora-router
+    default_category: str | None = None
+    server: Server = Server()
+    routing: Routing = Routing()
+    audit_log: AuditLog = AuditLog()
+
+
+IGNORED_SECTIONS = ("bert_model", "semantic_cache", "tools", "prompt_guard", "api", "observability")
+
+BUILTIN_REASONING_FAMILIES: dict[str, ReasoningFamily] = {
+    "qwen3": ReasoningFamily(type="chat_template_kwargs", parameter="enable_thinking"),
+    "deepseek": ReasoningFamily(type="chat_template_kwargs", parameter="thinking"),
+    "gpt-oss": ReasoningFamily(type="reasoning_effort", parameter="reasoning_effort"),
+    "gpt": ReasoningFamily(type="reasoning_effort", parameter="reasoning_effort"),
+}

@@ -1,0 +1,22 @@
+//! lora-router's native core.
+//!
+//! The modules follow a request's path: a `plan` (compiled once from the dict Python builds)
+//! drives the `proxy`, which parses a `request`, runs `signals`, takes a `decision`, picks one
+//! of the `replicas`, forwards the request and records what happened in `observe`.
+//! `sim` is the vLLM simulator used by tests, the demo and the benchmarks. `py` (feature
+//! `python`) is the only module that knows about Python.
+
+pub mod decision;
+pub mod errors;
+pub mod observe;
+pub mod plan;
+pub mod proxy;
+pub mod replicas;
+pub mod request;
+pub mod server;
+pub mod signals;
+pub mod sim;
+pub mod util;
+
+#[cfg(feature = "python")]
+mod py;

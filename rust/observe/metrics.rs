@@ -1,0 +1,188 @@
+//! Prometheus metrics. Label values come from the plan (categories, models, endpoints), so
+//! cardinality is bounded by configuration, never by client input.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    pub path: &'static str,
+    pub classifier: Arc<str>,
+    pub category: Arc<str>,
+    pub model: Arc<str>,
+    pub backend: Arc<str>,
+    pub status: u16,
+}
+
+pub struct Histogram {
+    bounds: &'static [f64],
+    buckets: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            buckets: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe_seconds(&self, secs: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+const ROUTING_BOUNDS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+const LATENCY_BOUNDS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+pub struct Metrics {
+    requests: Mutex<HashMap<RequestKey, u64>>,
+    errors: Mutex<HashMap<&'static str, u64>>,
+    pub routing: Histogram,
+    pub duration: Histogram,
+    pub first_byte: Histogram,
+    pub client_disconnects: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            requests: Mutex::new(HashMap::new()),
+            errors: Mutex::new(HashMap::new()),
+            routing: Histogram::new(ROUTING_BOUNDS),
+            duration: Histogram::new(LATENCY_BOUNDS),
+            first_byte: Histogram::new(LATENCY_BOUNDS),
+            client_disconnects: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn count_request(&self, key: RequestKey) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry(key).or_insert(0) += 1;
+        }
+    }
+
+    pub fn count_error(&self, kind: &'static str) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    pub fn render(&self, plan: &Plan) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP lora_router_requests_total Requests answered, by decision and status.\n");
+        out.push_str("# TYPE lora_router_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+            for (k, v) in rows {
+                let _ = writeln!(
+                    out,
+                    "lora_router_requests_total{{path=\"{}\",classifier=\"{}\",category=\"{}\",model=\"{}\",backend=\"{}\",status=\"{}\"}} {v}",
+                    k.path,
+                    esc(&k.classifier),
+                    esc(&k.category),
+                    esc(&k.model),
+                    esc(&k.backend),
+                    k.status
+                );
+            }
+        }
+        out.push_str("# HELP lora_router_errors_total Errors the router answered itself, by kind.\n");
+        out.push_str("# TYPE lora_router_errors_total counter\n");
+        if let Ok(m) = self.errors.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort();
+            for (k, v) in rows {
+                let _ = writeln!(out, "lora_router_errors_total{{kind=\"{k}\"}} {v}");
+            }
+        }
+        self.routing.render(
+            &mut out,
+            "lora_router_routing_seconds",
+            "Time spent deciding where a request goes.",
+        );
+        self.first_byte.render(
+            &mut out,
+            "lora_router_upstream_first_byte_seconds",
+            "Time until upstream response headers.",
+        );
+        self.duration.render(
+            &mut out,
+            "lora_router_request_duration_seconds",
+            "Time until the response body ended.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lora_router_client_disconnects_total Responses cut short by the client.\n# TYPE lora_router_client_disconnects_total counter\nlora_router_client_disconnects_total {}",
+            self.client_disconnects.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lora_router_retries_total Requests retried on another endpoint after a connect error.\n# TYPE lora_router_retries_total counter\nlora_router_retries_total {}",
+            self.retries.load(Ordering::Relaxed)
+        );
+        out.push_str("# HELP lora_router_backend_healthy Whether the router sends traffic to the endpoint.\n");
+        out.push_str("# TYPE lora_router_backend_healthy gauge\n");
+        for r in &plan.endpoints {
+            let _ = writeln!(
+                out,
+                "lora_router_backend_healthy{{backend=\"{}\"}} {}",
+                esc(&r.name),
+                u8::from(r.is_healthy())
+            );
+        }
+        out.push_str("# HELP lora_router_backend_inflight Requests the router has in flight to the endpoint.\n");
+        out.push_str("# TYPE lora_router_backend_inflight gauge\n");
+        for r in &plan.endpoints {
+            let _ = writeln!(
+                out,
+                "lora_router_backend_inflight{{backend=\"{}\"}} {}",
+                esc(&r.name),
+                r.inflight()
+            );
+        }
+        out
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}

@@ -1,0 +1,197 @@
+//! The per-request record and its completion. The handler fills a `RequestRecord` as the
+//! request moves along; a `Completion` owns it from the moment a response exists and records
+//! it exactly once, when dropped.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+use serde_json::{json, Value};
+
+use super::metrics::RequestKey;
+use super::{AuditLog, Metrics};
+use crate::decision::Decision;
+use crate::plan::Plan;
+use crate::replicas::InflightGuard;
+use crate::util::time::rfc3339;
+
+pub struct Observer {
+    pub metrics: Metrics,
+    audit: ArcSwapOption<AuditLog>,
+}
+
+impl Observer {
+    pub fn new(audit_path: Option<&str>) -> std::io::Result<Observer> {
+        let o = Observer {
+            metrics: Metrics::default(),
+            audit: ArcSwapOption::empty(),
+        };
+        o.set_audit_path(audit_path)?;
+        Ok(o)
+    }
+
+    /// Opens the audit log at `path` (or closes it), unless it is already open there.
+    pub fn set_audit_path(&self, path: Option<&str>) -> std::io::Result<()> {
+        let current = self.audit.load_full();
+        if current.as_deref().map(AuditLog::path) == path {
+            return Ok(());
+        }
+        let next = match path {
+            Some(p) => Some(Arc::new(AuditLog::open(p)?)),
+            None => None,
+        };
+        if let Some(old) = self.audit.swap(next) {
+            old.close();
+        }
+        Ok(())
+    }
+
+    pub fn close(&self) {
+        if let Some(old) = self.audit.swap(None) {
+            old.close();
+        }
+    }
+
+    pub fn audit_enabled(&self) -> bool {
+        self.audit.load().is_some()
+    }
+
+    pub fn finish(&self, r: &RequestRecord, outcome: &Outcome) {
+        let latency = r.started.elapsed();
+        let (category, model, classifier) = match (&r.plan, &r.decision) {
+            (Some(plan), Some(d)) => (
+                d.category
+                    .map(|c| plan.categories[c].name.clone())
+                    .unwrap_or_else(|| Arc::from("")),
+                Arc::from(plan.upstream_model(&d.target)),
+                Arc::from(d.classifier.name()),
+            ),
+            _ => (Arc::from(""), Arc::from(""), Arc::from("")),
+        };
+        let m = &self.metrics;
+        m.count_request(RequestKey {
+            path: r.path,
+            classifier,
+            category,
+            model,
+            backend: r.backend.clone().unwrap_or_else(|| Arc::from("")),
+            status: r.status,
+        });
+        if let Some(kind) = r.error {
+            m.count_error(kind);
+        }
+        if matches!(outcome, Outcome::ClientDisconnected) {
+            m.client_disconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        m.duration.observe_seconds(latency.as_secs_f64());
+        if let Some(audit) = self.audit.load().as_ref() {
+            audit.write(r.to_json(outcome, latency.as_secs_f64() * 1e3).to_string());
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Completed,
+    ClientDisconnected,
+    UpstreamError(String),
+}
+
+impl Outcome {
+    fn name(&self) -> &str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::ClientDisconnected => "client_disconnected",
+            Outcome::UpstreamError(_) => "upstream_error",
+        }
+    }
+}
+
+pub struct RequestRecord {
+    pub request_id: Arc<str>,
+    pub wall: SystemTime,
+    pub started: Instant,
+    pub path: &'static str,
+    pub stream: bool,
+    pub plan: Option<Arc<Plan>>,
+    pub decision: Option<Decision>,
+    pub backend: Option<Arc<str>>,
+    pub status: u16,
+    pub routing_us: u64,
+    pub first_byte_us: Option<u64>,
+    pub attempts: u32,
+    pub error: Option<&'static str>,
+}
+
+impl RequestRecord {
+    pub fn new(request_id: Arc<str>, path: &'static str) -> Self {
+        RequestRecord {
+            request_id,
+            wall: SystemTime::now(),
+            started: Instant::now(),
+            path,
+            stream: false,
+            plan: None,
+            decision: None,
+            backend: None,
+            status: 0,
+            routing_us: 0,
+            first_byte_us: None,
+            attempts: 0,
+            error: None,
+        }
+    }
+
+    pub fn to_json(&self, outcome: &Outcome, latency_ms: f64) -> Value {
+        let since = self.wall.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let mut v = json!({
+            "ts": rfc3339(since.as_secs(), since.subsec_micros()),
+            "request_id": &*self.request_id,
+            "path": self.path,
+            "stream": self.stream,
+            "status": self.status,
+            "outcome": outcome.name(),
+            "latency_ms": (latency_ms * 1000.0).round() / 1000.0,
+            "first_byte_ms": self.first_byte_us.map(|u| u as f64 / 1000.0),
+            "routing_us": self.routing_us,
+            "attempts": self.attempts,
+            "backend": self.backend.as_deref(),
+            "error": self.error,
+        });
+        if let Outcome::UpstreamError(msg) = outcome {
+            v["error_detail"] = Value::String(msg.clone());
+        }
+        if let (Some(plan), Some(d)) = (&self.plan, &self.decision) {
+            if let (Value::Object(out), Value::Object(dj)) = (&mut v, d.to_json(plan)) {
+                out.extend(dj);
+            }
+        }
+        v
+    }
+}
+
+/// Records its request once, when dropped. `outcome` starts as "client disconnected" and the
+/// response body sets it to "completed" when it reaches its end.
+pub struct Completion {
+    observer: Arc<Observer>,
+    pub record: RequestRecord,
+    pub outcome: Outcome,
+    _inflight: Option<InflightGuard>,
+}
+
+impl Completion {
+    pub fn new(observer: Arc<Observer>, record: RequestRecord, inflight: Option<InflightGuard>) -> Self {
+        Completion {
+            observer,
+            record,
+            outcome: Outcome::ClientDisconnected,
+            _inflight: inflight,
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        self.observer.finish(&self.record, &self.outcome);
+    }
+}

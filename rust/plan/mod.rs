@@ -1,0 +1,393 @@
+//! The compiled plan: everything a request needs, built once from a `PlanSpec` and then
+//! shared read-only (`Arc<Plan>`). A reload builds a new plan and swaps it in; requests in
+//! flight keep the plan they started with.
+//!
+//! Python has already checked what users can get wrong; `Plan::compile` only rejects a plan
+//! that is inconsistent in itself (a dangling name), with the path of the offending field.
+
+pub mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::replicas::Replica;
+use crate::signals::Signal;
+pub use schema::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanError {
+    pub path: String,
+    pub message: String,
+}
+
+impl PlanError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        PlanError {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+pub struct Plan {
+    pub server: ServerSpec,
+    /// Backends, index-aligned with the spec's `endpoints`. Health and load state live in
+    /// the `Replica`s and survive reloads for endpoints whose name and address are unchanged.
+    pub endpoints: Vec<Arc<Replica>>,
+    pub bases: Vec<BaseModel>,
+    /// Every name a client may send as `model` (base models and adapters).
+    pub models: HashMap<String, ModelRef>,
+    pub categories: Vec<Category>,
+    pub category_index: HashMap<String, usize>,
+    pub default_category: usize,
+    pub signals: Vec<Signal>,
+    /// Lower-cased names that ask the router to choose.
+    pub virtual_models: Vec<String>,
+    pub router_model_name: String,
+    pub classify_messages: MessagePolicy,
+    pub audit_path: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct BaseModel {
+    pub name: Arc<str>,
+    /// Indexes into `Plan::endpoints`, in preference order.
+    pub endpoints: Vec<usize>,
+    pub reasoning: Option<ReasoningSpec>,
+    pub adapters: Vec<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelRef {
+    Base(usize),
+    Adapter { base: usize, name: Arc<str> },
+}
+
+#[derive(Debug)]
+pub struct Category {
+    pub name: Arc<str>,
+    pub system_prompt: Option<Arc<str>>,
+    pub system_prompt_mode: SystemPromptMode,
+    /// model_scores, highest score first (config order among equals).
+    pub targets: Vec<Target>,
+}
+
+impl Category {
+    pub fn best_score(&self) -> f64 {
+        self.targets.first().map(|t| t.score).unwrap_or(0.0)
+    }
+}
+
+/// A place a request can go: a base model, optionally with one of its adapters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub base: usize,
+    pub adapter: Option<Arc<str>>,
+    pub score: f64,
+    pub use_reasoning: Option<bool>,
+    pub reasoning_effort: Arc<str>,
+}
+
+impl Plan {
+    /// Compiles a spec. `previous` lends its replicas so health and load state carry over.
+    pub fn compile(spec: PlanSpec, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+        if spec.version != PLAN_VERSION {
+            return Err(PlanError::new(
+                "version",
+                format!(
+                    "plan version {} is not supported (expected {PLAN_VERSION})",
+                    spec.version
+                ),
+            ));
+        }
+        let endpoints = build_endpoints(&spec.endpoints, previous)?;
+        let endpoint_index: HashMap<&str, usize> = spec
+            .endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.name.as_str(), i))
+            .collect();
+
+        let mut bases = Vec::with_capacity(spec.models.len());
+        let mut models = HashMap::new();
+        for (bi, m) in spec.models.iter().enumerate() {
+            let path = format!("models[{bi}]");
+            let mut eps = Vec::new();
+            for (ei, name) in m.endpoints.iter().enumerate() {
+                let idx = *endpoint_index.get(name.as_str()).ok_or_else(|| {
+                    PlanError::new(format!("{path}.endpoints[{ei}]"), format!("unknown endpoint '{name}'"))
+                })?;
+                eps.push(idx);
+            }
+            if models.insert(m.name.clone(), ModelRef::Base(bi)).is_some() {
+                return Err(PlanError::new(
+                    format!("{path}.name"),
+                    format!("duplicate model name '{}'", m.name),
+                ));
+            }
+            let mut adapters = Vec::new();
+            for (ai, a) in m.adapters.iter().enumerate() {
+                let name: Arc<str> = Arc::from(a.name.as_str());
+                if models
+                    .insert(
+                        a.name.clone(),
+                        ModelRef::Adapter {
+                            base: bi,
+                            name: name.clone(),
+                        },
+                    )
+                    .is_some()
+                {
+                    return Err(PlanError::new(
+                        format!("{path}.adapters[{ai}].name"),
+                        format!("duplicate model name '{}'", a.name),
+                    ));
+                }
+                adapters.push(name);
+            }
+            bases.push(BaseModel {
+                name: Arc::from(m.name.as_str()),
+                endpoints: eps,
+                reasoning: m.reasoning.clone(),
+                adapters,
+            });
+        }
+
+        let mut categories = Vec::with_capacity(spec.categories.len());
+        let mut category_index = HashMap::new();
+        for (ci, c) in spec.categories.iter().enumerate() {
+            let path = format!("categories[{ci}]");
+            if category_index.insert(c.name.clone(), ci).is_some() {
+                return Err(PlanError::new(
+                    format!("{path}.name"),
+                    format!("duplicate category '{}'", c.name),
+                ));
+            }
+            let mut targets = Vec::with_capacity(c.targets.len());
+            for (ti, t) in c.targets.iter().enumerate() {
+                let tpath = format!("{path}.targets[{ti}]");
+                targets.push(resolve_target(t, &models, &bases, &tpath)?);
+            }
+            if targets.is_empty() {
+                return Err(PlanError::new(
+                    format!("{path}.targets"),
+                    "a category needs at least one target",
+                ));
+            }
+            // Stable sort: equal scores keep config order.
+            targets.sort_by(|a, b| b.score.total_cmp(&a.score));
+            categories.push(Category {
+                name: Arc::from(c.name.as_str()),
+                system_prompt: c.system_prompt.as_deref().map(Arc::from),
+                system_prompt_mode: c.system_prompt_mode,
+                targets,
+            });
+        }
+        let default_category = *category_index.get(&spec.default_category).ok_or_else(|| {
+            PlanError::new(
+                "default_category",
+                format!("unknown category '{}'", spec.default_category),
+            )
+        })?;
+
+        let mut signals = Vec::with_capacity(spec.signals.len());
+        for (si, s) in spec.signals.iter().enumerate() {
+            signals.push(Signal::build(s, &category_index, &format!("signals[{si}]"))?);
+        }
+
+        Ok(Plan {
+            server: spec.server,
+            endpoints,
+            bases,
+            models,
+            categories,
+            category_index,
+            default_category,
+            signals,
+            virtual_models: spec.routing.virtual_models.iter().map(|m| m.to_lowercase()).collect(),
+            router_model_name: spec.routing.router_model_name,
+            classify_messages: spec.routing.classify_messages,
+            audit_path: spec.audit.path,
+        })
+    }
+
+    pub fn from_json(json: &str, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+        let spec: PlanSpec = serde_json::from_str(json).map_err(|e| PlanError::new("plan", e.to_string()))?;
+        Plan::compile(spec, previous)
+    }
+
+    /// The name sent upstream as `model` for a target.
+    pub fn upstream_model<'a>(&'a self, target: &'a Target) -> &'a str {
+        match &target.adapter {
+            Some(a) => a,
+            None => &self.bases[target.base].name,
+        }
+    }
+
+    pub fn is_virtual_model(&self, model: &str) -> bool {
+        self.virtual_models.iter().any(|v| v.eq_ignore_ascii_case(model))
+    }
+
+    pub fn category_name(&self, idx: usize) -> &str {
+        &self.categories[idx].name
+    }
+}
+
+fn build_endpoints(specs: &[EndpointSpec], previous: Option<&Plan>) -> Result<Vec<Arc<Replica>>, PlanError> {
+    let mut seen = HashMap::new();
+    let mut out = Vec::with_capacity(specs.len());
+    for (i, e) in specs.iter().enumerate() {
+        let path = format!("endpoints[{i}]");
+        if seen.insert(e.name.as_str(), i).is_some() {
+            return Err(PlanError::new(
+                format!("{path}.name"),
+                format!("duplicate endpoint '{}'", e.name),
+            ));
+        }
+        if !(e.weight.is_finite() && e.weight > 0.0) {
+            return Err(PlanError::new(
+                format!("{path}.weight"),
+                "weight must be a positive number",
+            ));
+        }
+        let reused = previous.and_then(|p| p.endpoints.iter().find(|r| r.same_address(e)).cloned());
+        let replica = match reused {
+            Some(r) => {
+                r.set_weight(e.weight);
+                r
+            }
+            None => Arc::new(Replica::new(e).map_err(|m| PlanError::new(path, m))?),
+        };
+        out.push(replica);
+    }
+    Ok(out)
+}
+
+fn resolve_target(
+    t: &TargetSpec,
+    models: &HashMap<String, ModelRef>,
+    bases: &[BaseModel],
+    path: &str,
+) -> Result<Target, PlanError> {
+    let base = match models.get(&t.model) {
+        Some(ModelRef::Base(b)) => *b,
+        _ => {
+            return Err(PlanError::new(
+                format!("{path}.model"),
+                format!("'{}' is not a base model", t.model),
+            ))
+        }
+    };
+    let adapter = match &t.adapter {
+        None => None,
+        Some(a) => match bases[base].adapters.iter().find(|x| x.as_ref() == a) {
+            Some(found) => Some(found.clone()),
+            None => {
+                return Err(PlanError::new(
+                    format!("{path}.adapter"),
+                    format!("adapter '{a}' is not declared on base model '{}'", t.model),
+                ))
+            }
+        },
+    };
+    if !(0.0..=1.0).contains(&t.score) {
+        return Err(PlanError::new(format!("{path}.score"), "score must lie in 0..1"));
+    }
+    Ok(Target {
+        base,
+        adapter,
+        score: t.score,
+        use_reasoning: t.use_reasoning,
+        reasoning_effort: Arc::from(t.reasoning_effort.as_str()),
+    })
+}
+
+#[cfg(test)]
+pub mod testing {
+    //! A small plan for unit tests across modules.
+
+    use super::*;
+    use serde_json::json;
+
+    pub fn spec_json() -> serde_json::Value {
+        json!({
+            "version": 1,
+            "server": {"max_body_bytes": 1048576, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
+                       "stream_idle_timeout_ms": 5000, "health_interval_ms": 1000, "health_timeout_ms": 500,
+                       "drain_timeout_ms": 1000, "retry_connect_errors": true},
+            "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null}],
+            "models": [{"name": "base", "endpoints": ["e1"],
+                        "reasoning": {"type": "chat_template_kwargs", "parameter": "enable_thinking"},
+                        "adapters": [{"name": "tech-lora"}, {"name": "legal-lora"}]}],
+            "categories": [
+                {"name": "technical", "system_prompt": "You are an engineer.", "system_prompt_mode": "replace",
+                 "targets": [{"model": "base", "adapter": "tech-lora", "score": 1.0, "use_reasoning": true, "reasoning_effort": "medium"}]},
+                {"name": "legal", "system_prompt": null, "system_prompt_mode": "insert",
+                 "targets": [{"model": "base", "adapter": "legal-lora", "score": 0.9, "use_reasoning": null, "reasoning_effort": "medium"}]},
+                {"name": "general", "system_prompt": null, "system_prompt_mode": "replace",
+                 "targets": [{"model": "base", "adapter": null, "score": 0.5, "use_reasoning": false, "reasoning_effort": "medium"}]}
+            ],
+            "default_category": "general",
+            "signals": [{"type": "keyword", "rules": [
+                {"category": "technical", "operator": "OR", "keywords": ["python", "rust"], "case_sensitive": false, "whole_word": true},
+                {"category": "legal", "operator": "OR", "keywords": ["contract", "合同"], "case_sensitive": false, "whole_word": true}
+            ]}],
+            "routing": {"virtual_models": ["MoM", "auto"], "router_model_name": "MoM", "classify_messages": "last_user"},
+            "audit": {"path": null}
+        })
+    }
+
+    pub fn plan() -> Plan {
+        Plan::from_json(&spec_json().to_string(), None).expect("test plan compiles")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_and_indexes_models() {
+        let plan = testing::plan();
+        assert_eq!(plan.models.get("base"), Some(&ModelRef::Base(0)));
+        assert!(matches!(
+            plan.models.get("tech-lora"),
+            Some(ModelRef::Adapter { base: 0, .. })
+        ));
+        assert_eq!(plan.category_name(plan.default_category), "general");
+        assert!(plan.is_virtual_model("mom"));
+        assert!(plan.is_virtual_model("AUTO"));
+    }
+
+    #[test]
+    fn dangling_adapter_is_a_plan_error_with_path() {
+        let mut spec = testing::spec_json();
+        spec["categories"][0]["targets"][0]["adapter"] = "missing".into();
+        let err = Plan::from_json(&spec.to_string(), None).err().unwrap();
+        assert_eq!(err.path, "categories[0].targets[0].adapter");
+    }
+
+    #[test]
+    fn unknown_field_is_rejected() {
+        let mut spec = testing::spec_json();
+        spec["surprise"] = 1.into();
+        assert!(Plan::from_json(&spec.to_string(), None).is_err());
+    }
+
+    #[test]
+    fn reload_keeps_replica_state() {
+        let first = testing::plan();
+        first.endpoints[0].mark_unhealthy();
+        let second = Plan::from_json(&testing::spec_json().to_string(), Some(&first)).unwrap();
+        assert!(Arc::ptr_eq(&first.endpoints[0], &second.endpoints[0]));
+        assert!(!second.endpoints[0].is_healthy());
+    }
+}

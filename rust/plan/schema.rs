@@ -1,0 +1,157 @@
+//! The plan as Python writes it: plain data, every default already resolved, every
+//! user-facing check already done (python/lora_router/config). Rust deserialises it with
+//! `deny_unknown_fields`, so the two sides cannot drift silently.
+
+use serde::Deserialize;
+
+pub const PLAN_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanSpec {
+    pub version: u32,
+    pub server: ServerSpec,
+    pub endpoints: Vec<EndpointSpec>,
+    pub models: Vec<BaseModelSpec>,
+    pub categories: Vec<CategorySpec>,
+    /// Name of the category that serves when no signal decides. Always one of `categories`.
+    pub default_category: String,
+    /// Signals in evaluation order.
+    pub signals: Vec<SignalSpec>,
+    pub routing: RoutingSpec,
+    pub audit: AuditSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    pub max_body_bytes: usize,
+    pub connect_timeout_ms: u64,
+    /// Time allowed until the upstream's response headers arrive.
+    pub request_timeout_ms: u64,
+    /// Longest silence allowed between two body chunks from upstream.
+    pub stream_idle_timeout_ms: u64,
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub drain_timeout_ms: u64,
+    pub retry_connect_errors: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointSpec {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    pub weight: f64,
+    /// Bearer key sent upstream (from the environment, resolved by Python).
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseModelSpec {
+    pub name: String,
+    /// Endpoints that serve this base model, in preference order (names from `endpoints`).
+    pub endpoints: Vec<String>,
+    pub reasoning: Option<ReasoningSpec>,
+    pub adapters: Vec<AdapterSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterSpec {
+    pub name: String,
+}
+
+/// How `use_reasoning` / `reasoning_effort` are written into an upstream request.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReasoningSpec {
+    /// `chat_template_kwargs.<parameter> = true|false` (qwen3 `enable_thinking`, deepseek `thinking`).
+    ChatTemplateKwargs { parameter: String },
+    /// Top-level `<parameter> = "<effort>"` when reasoning is on; removed when off (gpt-oss).
+    ReasoningEffort { parameter: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategorySpec {
+    pub name: String,
+    pub system_prompt: Option<String>,
+    pub system_prompt_mode: SystemPromptMode,
+    /// The category's model_scores; Rust orders them by score.
+    pub targets: Vec<TargetSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SystemPromptMode {
+    /// Overwrite the first system message, or add one at the front.
+    Replace,
+    /// Put the prompt before the existing system message (`prompt + "\n\n" + existing`).
+    Insert,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub model: String,
+    pub adapter: Option<String>,
+    pub score: f64,
+    pub use_reasoning: Option<bool>,
+    pub reasoning_effort: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SignalSpec {
+    Keyword { rules: Vec<KeywordRuleSpec> },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeywordRuleSpec {
+    pub category: String,
+    pub operator: KeywordOperator,
+    pub keywords: Vec<String>,
+    pub case_sensitive: bool,
+    pub whole_word: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeywordOperator {
+    /// Any keyword present.
+    Or,
+    /// Every keyword present.
+    And,
+    /// No keyword present.
+    Nor,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSpec {
+    /// Model names that ask the router to choose (`MoM`, `auto`), compared case-insensitively.
+    pub virtual_models: Vec<String>,
+    /// The name listed first in `/v1/models`.
+    pub router_model_name: String,
+    pub classify_messages: MessagePolicy,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MessagePolicy {
+    LastUser,
+    AllUser,
+    Conversation,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSpec {
+    /// JSON-lines file; `None` turns the audit log off.
+    pub path: Option<String>,
+}

@@ -1,0 +1,236 @@
+//! Sending a routed request upstream and relaying the answer.
+//!
+//! The one retry rule lives here: a request is retried on another endpoint only when the
+//! connection could not be made, because then nothing reached the upstream. Once the request
+//! is written it is never retried, and once response headers have gone to the client nothing
+//! is retried at all. Upstream answers, errors included, are relayed with their status and body.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use http::{HeaderMap, Method, Request, Response, Uri};
+use http_body_util::Full;
+
+use super::body::{RouterBody, UpstreamBody};
+use super::responses::{decision_headers, error_response};
+use super::RouterState;
+use crate::errors::{ErrorKind, RouterError};
+use crate::observe::{Completion, Outcome, RequestRecord};
+use crate::plan::Plan;
+use crate::replicas::{select, Replica};
+
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers that describe one hop and must not be forwarded (RFC 9110 §7.6.1), plus those the
+/// router sets itself.
+fn is_hop_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+            | "expect"
+    )
+}
+
+pub async fn forward(
+    state: &Arc<RouterState>,
+    plan: Arc<Plan>,
+    path: &'static str,
+    client_headers: &HeaderMap,
+    body: Bytes,
+    mut record: RequestRecord,
+) -> Response<RouterBody> {
+    let base = match &record.decision {
+        Some(d) => d.target.base,
+        None => {
+            return fail(
+                state,
+                record,
+                RouterError::new(ErrorKind::Internal, "no decision to forward"),
+            )
+        }
+    };
+    let max_attempts = if plan.server.retry_connect_errors { 2 } else { 1 };
+    let timeout = Duration::from_millis(plan.server.request_timeout_ms);
+    let mut tried: Vec<usize> = Vec::new();
+    let mut last_connect_error: Option<RouterError> = None;
+    loop {
+        let Some(idx) = select::pick(&plan, base, &tried) else {
+            let err = last_connect_error.unwrap_or_else(|| {
+                RouterError::new(
+                    ErrorKind::NoHealthyBackend,
+                    format!("No healthy endpoint serves the model `{}`.", plan.bases[base].name),
+                )
+            });
+            return fail(state, record, err);
+        };
+        let replica = plan.endpoints[idx].clone();
+        record.attempts += 1;
+        record.backend = Some(replica.name.clone());
+        let request = match upstream_request(&replica, path, client_headers, body.clone(), &record) {
+            Ok(r) => r,
+            Err(e) => return fail(state, record, e),
+        };
+        let inflight = replica.begin();
+        let sent = Instant::now();
+        match tokio::time::timeout(timeout, state.client.request(request)).await {
+            Err(_) => {
+                let secs = timeout.as_secs_f64();
+                let err = RouterError::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!("The endpoint '{}' did not answer within {secs:.1} s.", replica.name),
+                );
+                return fail(state, record, err);
+            }
+            Ok(Err(e)) if e.is_connect() => {
+                replica.mark_unhealthy();
+                tried.push(idx);
+                drop(inflight);
+                last_connect_error = Some(RouterError::new(
+                    ErrorKind::UpstreamUnreachable,
+                    format!(
+                        "Could not connect to the endpoint '{}': {}",
+                        replica.name,
+                        source_message(&e)
+                    ),
+                ));
+                if record.attempts < max_attempts {
+                    state
+                        .observer
+                        .metrics
+                        .retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+                return fail(state, record, last_connect_error.take().unwrap());
+            }
+            Ok(Err(e)) => {
+                let err = RouterError::new(
+                    ErrorKind::UpstreamUnreachable,
+                    format!(
+                        "The endpoint '{}' failed before answering: {}",
+                        replica.name,
+                        source_message(&e)
+                    ),
+                );
+                return fail(state, record, err);
+            }
+            Ok(Ok(upstream)) => {
+                let first_byte = sent.elapsed();
+                record.first_byte_us = Some(first_byte.as_micros() as u64);
+                state
+                    .observer
+                    .metrics
+                    .first_byte
+                    .observe_seconds(first_byte.as_secs_f64());
+                return relay(state, &plan, upstream, record, inflight);
+            }
+        }
+    }
+}
+
+fn upstream_request(
+    replica: &Replica,
+    path: &'static str,
+    client_headers: &HeaderMap,
+    body: Bytes,
+    record: &RequestRecord,
+) -> Result<Request<Full<Bytes>>, RouterError> {
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(replica.authority.as_str())
+        .path_and_query(path)
+        .build()
+        .map_err(|e| RouterError::new(ErrorKind::Internal, format!("bad upstream URI: {e}")))?;
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    for (name, value) in client_headers {
+        if !is_hop_header(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(host) = HeaderValue::from_str(&replica.authority) {
+        headers.insert(HOST, host);
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(key) = &replica.api_key {
+        headers.insert(AUTHORIZATION, key.clone());
+    }
+    // vLLM turns this into its own request id (`chatcmpl-<id>`), which ties its logs to ours.
+    if !headers.contains_key(&X_REQUEST_ID) {
+        let id = if record.attempts > 1 {
+            format!("{}-{}", record.request_id, record.attempts)
+        } else {
+            record.request_id.to_string()
+        };
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            headers.insert(X_REQUEST_ID, v);
+        }
+    }
+    Ok(req)
+}
+
+fn relay(
+    state: &Arc<RouterState>,
+    plan: &Plan,
+    upstream: Response<hyper::body::Incoming>,
+    mut record: RequestRecord,
+    inflight: crate::replicas::InflightGuard,
+) -> Response<RouterBody> {
+    let (parts, incoming) = upstream.into_parts();
+    record.status = parts.status.as_u16();
+    let sse = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let idle = Duration::from_millis(plan.server.stream_idle_timeout_ms);
+    let mut response = Response::new(RouterBody::empty());
+    *response.status_mut() = parts.status;
+    let headers = response.headers_mut();
+    for (name, value) in &parts.headers {
+        if !is_hop_header(name) || name.as_str() == "content-length" {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    decision_headers(headers, &record);
+    let completion = Completion::new(state.observer.clone(), record, Some(inflight));
+    *response.body_mut() = RouterBody::from(UpstreamBody::new(incoming, idle, sse)).with_completion(completion);
+    response
+}
+
+/// Answers with the router's own error and records the request.
+pub fn fail(state: &Arc<RouterState>, mut record: RequestRecord, err: RouterError) -> Response<RouterBody> {
+    record.status = err.status().as_u16();
+    record.error = Some(err.kind.name());
+    let mut response = error_response(&err);
+    decision_headers(response.headers_mut(), &record);
+    let mut completion = Completion::new(state.observer.clone(), record, None);
+    completion.outcome = Outcome::Completed;
+    let body = std::mem::replace(response.body_mut(), RouterBody::empty());
+    *response.body_mut() = body.with_completion(completion);
+    response
+}
+
+fn source_message(e: &hyper_util::client::legacy::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    msg
+}

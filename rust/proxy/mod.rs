@@ -1,0 +1,97 @@
+//! The data plane: the router's shared state and its HTTP handlers.
+//!
+//! `handler.rs` reads top to bottom as the request path: read body, parse, decide, rewrite,
+//! forward (`forward.rs`, with the one retry rule), respond with decision headers, record.
+
+pub mod body;
+pub mod forward;
+pub mod handler;
+pub mod responses;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::observe::Observer;
+use crate::plan::{Plan, PlanError};
+use crate::util::rng;
+
+pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
+
+pub struct RouterState {
+    pub plan: ArcSwap<Plan>,
+    pub client: UpstreamClient,
+    pub observer: Arc<Observer>,
+    ids: RequestIds,
+}
+
+impl RouterState {
+    pub fn new(plan: Plan) -> Result<Arc<RouterState>, PlanError> {
+        let observer = Observer::new(plan.audit_path.as_deref())
+            .map_err(|e| PlanError::new("audit.path", format!("cannot open the audit log: {e}")))?;
+        let client = build_client(Duration::from_millis(plan.server.connect_timeout_ms));
+        Ok(Arc::new(RouterState {
+            plan: ArcSwap::from_pointee(plan),
+            client,
+            observer: Arc::new(observer),
+            ids: RequestIds::new(),
+        }))
+    }
+
+    /// Compiles a new plan against the current one (replica state carries over) and swaps it
+    /// in. Requests in flight finish on the plan they started with.
+    pub fn reload(&self, plan_json: &str) -> Result<(), PlanError> {
+        let current = self.plan.load_full();
+        let next = Plan::from_json(plan_json, Some(&current))?;
+        self.observer
+            .set_audit_path(next.audit_path.as_deref())
+            .map_err(|e| PlanError::new("audit.path", format!("cannot open the audit log: {e}")))?;
+        self.plan.store(Arc::new(next));
+        Ok(())
+    }
+
+    pub fn next_request_id(&self) -> Arc<str> {
+        self.ids.next()
+    }
+}
+
+fn build_client(connect_timeout: Duration) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.enforce_http(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(1024)
+        // Only retried by hyper when the pooled connection was closed before the request was
+        // written, so nothing reached the upstream.
+        .retry_canceled_requests(true)
+        .build(connector)
+}
+
+/// `lr-<process prefix><counter>`: unique per process, cheap, sortable within a process.
+struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        RequestIds {
+            prefix: format!("lr-{:08x}", rng::next_u64() as u32),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> Arc<str> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{}{:08x}", self.prefix, n))
+    }
+}

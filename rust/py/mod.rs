@@ -1,0 +1,44 @@
+//! The only code that knows about Python: the `lora_router._native` module. It takes plain
+//! JSON plans and configs from the Python layer and hands back handles; see
+//! python/lora_router/_native.pyi for the documented surface.
+
+mod router;
+mod simulator;
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::errors::ALL_KINDS;
+use crate::plan::PlanError;
+
+create_exception!(
+    lora_router._native,
+    PlanErrorPy,
+    PyValueError,
+    "A plan the native core cannot compile."
+);
+
+pub(crate) fn plan_error(e: PlanError) -> PyErr {
+    PlanErrorPy::new_err(e.to_string())
+}
+
+/// Every error kind the router answers with, as (kind, HTTP status, envelope type).
+#[pyfunction]
+fn error_kinds() -> Vec<(&'static str, u16, &'static str)> {
+    ALL_KINDS
+        .iter()
+        .map(|k| (k.name(), k.status().as_u16(), k.type_name()))
+        .collect()
+}
+
+#[pymodule(gil_used = false)]
+#[pyo3(name = "_native")]
+fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<router::PyRouter>()?;
+    m.add_class::<simulator::PySimulator>()?;
+    m.add("PlanError", m.py().get_type::<PlanErrorPy>())?;
+    m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

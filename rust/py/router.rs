@@ -1,0 +1,128 @@
+//! `Router`: a compiled plan, and the server that runs it. The HTTP server lives on the
+//! native runtime; `start` returns at once and `stop` drains. Python never waits on the GIL
+//! for the data plane.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::prelude::*;
+
+use super::plan_error;
+use crate::decision::decide;
+use crate::errors::RouterError;
+use crate::plan::Plan;
+use crate::proxy::{handler, RouterState};
+use crate::replicas::health;
+use crate::request::RequestView;
+use crate::server::{self, ServerHandle};
+
+struct Running {
+    server: ServerHandle,
+    health_stop: tokio::sync::watch::Sender<bool>,
+}
+
+#[pyclass(name = "Router", module = "lora_router._native", frozen)]
+pub struct PyRouter {
+    state: Arc<RouterState>,
+    threads: usize,
+    running: Mutex<Option<Running>>,
+}
+
+#[pymethods]
+impl PyRouter {
+    #[new]
+    #[pyo3(signature = (plan_json, threads = 0))]
+    fn new(plan_json: &str, threads: usize) -> PyResult<Self> {
+        let plan = Plan::from_json(plan_json, None).map_err(plan_error)?;
+        let state = RouterState::new(plan).map_err(plan_error)?;
+        Ok(PyRouter {
+            state,
+            threads,
+            running: Mutex::new(None),
+        })
+    }
+
+    /// Compiles a new plan and swaps it in; requests in flight keep the old one.
+    fn reload(&self, plan_json: &str) -> PyResult<()> {
+        self.state.reload(plan_json).map_err(plan_error)
+    }
+
+    /// The decision for a `{"text": ...}` or `{"messages": [...]}` request, as JSON.
+    fn classify(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+        let state = self.state.clone();
+        let rt = server::runtime(self.threads);
+        let bytes = request_json.as_bytes().to_vec();
+        let result: Result<String, RouterError> = py.detach(move || {
+            rt.block_on(async move {
+                let plan = state.plan.load_full();
+                let started = std::time::Instant::now();
+                let view = RequestView::for_classification(&bytes)?;
+                let d = decide(&plan, &view).await?;
+                let mut v = d.to_json(&plan);
+                v["routing_us"] = serde_json::json!(started.elapsed().as_micros() as u64);
+                Ok(v.to_string())
+            })
+        });
+        result.map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
+    /// Starts serving on host:port (port 0 picks a free one); returns the bound address.
+    fn start(&self, py: Python<'_>, host: &str, port: u16) -> PyResult<(String, u16)> {
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("router state poisoned"))?;
+        if running.is_some() {
+            return Err(PyRuntimeError::new_err("the router is already serving"));
+        }
+        let addr = server::resolve(host, port).map_err(|e| PyOSError::new_err(e.to_string()))?;
+        let rt = server::runtime(self.threads);
+        let state = self.state.clone();
+        let drain = Duration::from_millis(state.plan.load().server.drain_timeout_ms);
+        let handle = py
+            .detach(|| {
+                let s = state.clone();
+                server::spawn(rt, addr, move |req| handler::handle(s.clone(), req), drain)
+            })
+            .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
+        let (health_stop, stop_rx) = tokio::sync::watch::channel(false);
+        rt.spawn(health::run(state, stop_rx));
+        let local = handle.local_addr;
+        *running = Some(Running {
+            server: handle,
+            health_stop,
+        });
+        Ok((local.ip().to_string(), local.port()))
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to the drain timeout), flushes the
+    /// audit log.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        let taken = self
+            .running
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("router state poisoned"))?
+            .take();
+        if let Some(r) = taken {
+            let _ = r.health_stop.send(true);
+            py.detach(move || r.server.stop());
+        }
+        self.state.observer.close();
+        Ok(())
+    }
+
+    /// The Prometheus text `/metrics` serves.
+    fn metrics(&self) -> String {
+        self.state.observer.metrics.render(&self.state.plan.load())
+    }
+
+    /// The bound address while serving.
+    #[getter]
+    fn address(&self) -> Option<(String, u16)> {
+        let running = self.running.lock().ok()?;
+        running
+            .as_ref()
+            .map(|r| (r.server.local_addr.ip().to_string(), r.server.local_addr.port()))
+    }
+}
