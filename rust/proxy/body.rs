@@ -131,7 +131,7 @@ impl Body for RouterBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RouterBody::Full { data, .. } => data.is_none(),
-            RouterBody::Upstream(_) => false,
+            RouterBody::Upstream(u) => u.state == StreamState::Done || (u.state == StreamState::Streaming && u.inner.is_end_stream()),
         }
     }
 
@@ -157,8 +157,14 @@ impl UpstreamBody {
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = Instant::now() + self.idle;
-                self.timer.as_mut().reset(deadline.into());
+                if self.inner.is_end_stream() {
+                    // With a content-length, hyper stops polling once it has every byte, so the
+                    // end is seen here rather than as a final `None`.
+                    self.finish(Outcome::Completed);
+                } else {
+                    let deadline = Instant::now() + self.idle;
+                    self.timer.as_mut().reset(deadline.into());
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => self.fail(RouterError::new(

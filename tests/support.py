@@ -1,0 +1,219 @@
+"""Helpers for the end-to-end tests: real `lora-router sim` and `lora-router serve`
+processes on free ports, adapter directories, and config files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+LISTEN_RE = re.compile(r"on http://([0-9.]+):(\d+)")
+
+
+class Proc:
+    """A child process that prints the address it listens on; stderr is kept for failures."""
+
+    def __init__(self, args: list[str], ready_timeout: float = 30.0, env: dict[str, str] | None = None):
+        self.args = args
+        self.lines: list[str] = []
+        full_env = {**os.environ, **(env or {})}
+        self.p = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=full_env
+        )
+        found = threading.Event()
+        self.host, self.port = "", 0
+
+        def pump() -> None:
+            assert self.p.stderr is not None
+            for line in self.p.stderr:
+                self.lines.append(line)
+                m = LISTEN_RE.search(line)
+                if m and not found.is_set():
+                    self.host, self.port = m.group(1), int(m.group(2))
+                    found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + ready_timeout
+        while not found.wait(0.05):
+            if self.p.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{' '.join(args)} did not start:\n{self.log()}")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+def lora_router(*args: str) -> list[str]:
+    return [sys.executable, "-m", "lora_router.cli", *args]
+
+
+def make_adapters(root: Path, names: Iterable[str], base: str = "tiny-base", rank: int = 8) -> dict[str, str]:
+    out = {}
+    for name in names:
+        d = root / "adapters" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "adapter_config.json").write_text(
+            json.dumps({"peft_type": "LORA", "base_model_name_or_path": base, "r": rank, "lora_alpha": 16})
+        )
+        out[name] = str(d)
+    return out
+
+
+def start_sim(
+    adapters: dict[str, str] | None = None,
+    *,
+    name: str = "tiny-base",
+    max_loras: int = 4,
+    runtime_updates: bool = True,
+    extra: Iterable[str] = (),
+) -> Proc:
+    args = ["sim", "--port", "0", "--served-model-name", name, "--max-loras", str(max_loras)]
+    if adapters:
+        args += ["--lora-modules", *(f"{k}={v}" for k, v in adapters.items())]
+    if runtime_updates:
+        args.append("--allow-runtime-lora-updating")
+    return Proc(lora_router(*args, *extra))
+
+
+def start_router(config_path: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
+    return Proc(
+        lora_router("serve", "--config", str(config_path), "--host", "127.0.0.1", "--port", "0", *extra), env=env
+    )
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
+    return path
+
+
+def base_config(endpoints: list[tuple[str, int]], **overrides: Any) -> dict[str, Any]:
+    """The issue's example config, on the given endpoints, with keyword rules and a few more
+    categories for the tests."""
+    cfg: dict[str, Any] = {
+        "vllm_endpoints": [
+            {"name": f"vllm-{i}", "address": "127.0.0.1", "port": port, "weight": 1}
+            for i, (_, port) in enumerate(endpoints)
+        ],
+        "model_config": {
+            "tiny-base": {
+                "reasoning_family": "qwen3",
+                "loras": [
+                    {"name": "technical-lora", "description": "Programming"},
+                    {"name": "medical-lora", "description": "Medicine"},
+                    {"name": "legal-lora", "description": "Law"},
+                ],
+            }
+        },
+        "default_model": "tiny-base",
+        "categories": [
+            {
+                "name": "technical",
+                "description": "Programming questions",
+                "system_prompt": "You are a senior software engineer.",
+                "model_scores": [
+                    {
+                        "model": "tiny-base",
+                        "lora_name": "technical-lora",
+                        "score": 1.0,
+                        "use_reasoning": True,
+                        "reasoning_effort": "medium",
+                    }
+                ],
+            },
+            {
+                "name": "medical",
+                "system_prompt": "You are a doctor.",
+                "system_prompt_mode": "insert",
+                "model_scores": [{"model": "tiny-base", "lora_name": "medical-lora", "score": 0.9}],
+            },
+            {
+                "name": "legal",
+                "model_scores": [
+                    {"model": "tiny-base", "lora_name": "legal-lora", "score": 0.95, "use_reasoning": False}
+                ],
+            },
+            {"name": "general", "model_scores": [{"model": "tiny-base", "score": 0.8, "use_reasoning": False}]},
+        ],
+        "keyword_rules": [
+            {"category": "technical", "keywords": ["python", "rust", "compile", "代码"]},
+            {"category": "medical", "keywords": ["symptom", "symptoms", "doctor", "症状"]},
+            {"category": "legal", "operator": "OR", "keywords": ["contract", "lawsuit", "合同"]},
+        ],
+        "server": {"health_check": {"interval_s": 0.2, "timeout_s": 0.5}},
+    }
+    for k, v in overrides.items():
+        cfg[k] = v
+    return cfg
+
+
+def chat(model: str = "MoM", text: str = "hello", **fields: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 4, **fields}
+
+
+def last_upstream(sim: Proc) -> dict[str, Any]:
+    """The last request body the simulator received."""
+    reqs = httpx.get(f"{sim.url}/sim/requests").json()["requests"]
+    assert reqs, "the simulator received nothing"
+    return reqs[-1]["body"]
+
+
+def upstream_count(sim: Proc) -> int:
+    return len(httpx.get(f"{sim.url}/sim/requests").json()["requests"])
+
+
+def metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    total = 0.0
+    found = False
+    for line in text.splitlines():
+        if line.startswith(name) and (len(line) == len(name) or line[len(name)] in " {"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    if not found:
+        raise KeyError(name)
+    return total
+
+
+def wait_until(cond, timeout: float = 10.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def make_domain_classifier(path: Path, categories: list[str]) -> Path:
+    """A directory in Semantic Router's classifier layout with its category mapping."""
+    path.mkdir(parents=True, exist_ok=True)
+    mapping = {
+        "category_to_idx": {c: i for i, c in enumerate(categories)},
+        "idx_to_category": {str(i): c for i, c in enumerate(categories)},
+    }
+    (path / "category_mapping.json").write_text(json.dumps(mapping))
+    return path
