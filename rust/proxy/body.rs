@@ -131,7 +131,9 @@ impl Body for RouterBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RouterBody::Full { data, .. } => data.is_none(),
-            RouterBody::Upstream(u) => u.state == StreamState::Done || (u.state == StreamState::Streaming && u.inner.is_end_stream()),
+            RouterBody::Upstream(u) => {
+                u.state == StreamState::Done || (u.state == StreamState::Streaming && u.inner.is_end_stream())
+            }
         }
     }
 

@@ -1,0 +1,59 @@
+//! Shared by the benches: seeded inputs (the 2 KiB prompt, keyword sets), a closed-loop HTTP
+//! load generator, and helpers to start `lora-router` processes pinned to CPU cores.
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod loadgen;
+pub mod procs;
+
+use std::time::Duration;
+
+/// Percentile of a sorted slice of microseconds.
+pub fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    f64::from(sorted[idx.min(sorted.len() - 1)])
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// `--key value` pairs from the command line (cargo's own `--bench` flag is skipped).
+pub fn options() -> std::collections::HashMap<String, String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut out = std::collections::HashMap::new();
+    let mut i = 0;
+    while i < argv.len() {
+        if let Some(key) = argv[i].strip_prefix("--") {
+            if let Some(value) = argv.get(i + 1).filter(|v| !v.starts_with("--")) {
+                out.insert(key.to_string(), value.clone());
+                i += 1;
+            } else {
+                out.insert(key.to_string(), String::new());
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// A number in [0, 1), different on each call.
+pub fn jitter() -> f64 {
+    lora_router::util::rng::next_f64()
+}
+
+/// Pins a running process and all its threads to `cpus`.
+pub fn repin(pid: u32, cpus: &str) {
+    let _ = std::process::Command::new("taskset")
+        .args(["-a", "-cp", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status();
+}
