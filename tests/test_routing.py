@@ -236,3 +236,33 @@ def test_connect_error_is_retried_on_another_endpoint(sim, tmp_path):
         assert r.headers["x-lora-router-backend"] == "vllm-1"
     finally:
         router.stop()
+
+
+def test_sighup_reloads_the_config(sim, tmp_path):
+    import signal
+
+    from support import wait_until
+
+    path = write_config(tmp_path / "c.yaml", base_config([("vllm-0", sim.port)]))
+    router = start_router(path)
+    try:
+        r = httpx.post(f"{router.url}/v1/chat/completions", json=chat(text="what about this contract?"))
+        assert r.headers["x-lora-router-adapter"] == "legal-lora"
+        cfg = base_config([("vllm-0", sim.port)])
+        cfg["keyword_rules"][2]["keywords"] = ["tort"]
+        write_config(path, cfg)
+        router.p.send_signal(signal.SIGHUP)
+
+        def switched():
+            r = httpx.post(f"{router.url}/v1/classify", json={"text": "what about this contract?"})
+            return r.json()["category"] == "general"
+
+        wait_until(switched)
+        # A broken config is refused and the running plan stays.
+        path.write_text("vllm_endpoints: []\n")
+        router.p.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload of" in router.log())
+        r = httpx.post(f"{router.url}/v1/classify", json={"text": "a tort case"})
+        assert r.json()["category"] == "legal"
+    finally:
+        router.stop()

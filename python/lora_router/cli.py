@@ -38,7 +38,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sum(len(m.loras) for m in c.models.values()),
         len(c.vllm_endpoints),
     )
-    signum = wait_for_signal()
+
+    def reload() -> None:
+        try:
+            router.reload(args.config)
+            log.info("reloaded %s", args.config)
+        except (ConfigError, ValueError) as e:
+            log.error("reload of %s failed, keeping the running config: %s", args.config, e)
+
+    signum = wait_for_signal(on_hangup=reload)
     log.info("signal %d: draining and stopping", signum)
     router.stop()
     return 0
