@@ -8,6 +8,7 @@
 
 pub mod decision;
 pub mod errors;
+pub mod inference;
 pub mod observe;
 pub mod plan;
 pub mod proxy;

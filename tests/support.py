@@ -208,12 +208,67 @@ def wait_until(cond, timeout: float = 10.0, interval: float = 0.05) -> None:
     raise AssertionError("condition not met in time")
 
 
-def make_domain_classifier(path: Path, categories: list[str]) -> Path:
-    """A directory in Semantic Router's classifier layout with its category mapping."""
-    path.mkdir(parents=True, exist_ok=True)
-    mapping = {
-        "category_to_idx": {c: i for i, c in enumerate(categories)},
-        "idx_to_category": {str(i): c for i, c in enumerate(categories)},
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE_ENCODER = ROOT / "tests" / "fixtures" / "tiny-encoder"
+
+
+def domain_rows(split: str | None = None, lang: str | None = None) -> list[dict]:
+    """The bilingual six-domain set (benches/data/domains_en_zh.jsonl)."""
+    rows = [json.loads(line) for line in (ROOT / "benches" / "data" / "domains_en_zh.jsonl").read_text().splitlines()]
+    return [r for r in rows if (split is None or r["split"] == split) and (lang is None or r["lang"] == lang)]
+
+
+def domain_config(endpoints: list[tuple[str, int]], **overrides: Any) -> dict[str, Any]:
+    """Six categories (five adapters and a general base-model category) whose examples come
+    from the training half of the domain set, in English and Chinese."""
+    labels = sorted({r["label"] for r in domain_rows()})
+    adapters = [f"{lab}-lora" for lab in labels if lab != "general"]
+    cfg: dict[str, Any] = {
+        "vllm_endpoints": [
+            {"name": f"vllm-{i}", "address": "127.0.0.1", "port": port} for i, (_, port) in enumerate(endpoints)
+        ],
+        "model_config": {"tiny-base": {"loras": [{"name": a} for a in adapters]}},
+        "default_model": "tiny-base",
+        "categories": [
+            {
+                "name": lab,
+                "examples": [r["text"] for r in domain_rows("train") if r["label"] == lab],
+                "model_scores": [
+                    {"model": "tiny-base", **({"lora_name": f"{lab}-lora"} if lab != "general" else {}), "score": 1.0}
+                ],
+            }
+            for lab in labels
+        ],
+        "server": {"health_check": {"interval_s": 0.5}},
     }
-    (path / "category_mapping.json").write_text(json.dumps(mapping))
+    cfg.update(overrides)
+    return cfg
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def train_classifier(out: Path, rows: list[dict], encoder: str | Path = FIXTURE_ENCODER) -> Path:
+    """A real domain classifier made with `lora-router train` (on the tiny fixture encoder by
+    default, for speed)."""
+    cfg = out.parent / f"{out.name}-train.yaml"
+    write_config(
+        cfg,
+        {
+            "vllm_endpoints": [{"name": "e", "address": "127.0.0.1", "port": 9}],
+            "model_config": {"m": {}},
+            "default_model": "m",
+            "categories": [],
+        },
+    )
+    data = write_jsonl(out.parent / f"{out.name}-train.jsonl", rows)
+    r = subprocess.run(
+        lora_router("train", "--config", str(cfg), "--labelled", str(data), "--out", str(out), "--model", str(encoder)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    return out

@@ -46,10 +46,14 @@ def run_check(path, cwd=None):
 
 @pytest.fixture
 def guide_dir(tmp_path):
-    """The guide's config beside the domain-classifier directory it names."""
-    from support import make_domain_classifier
+    """The guide's config beside the domain classifier it names, trained with `lora-router train`."""
+    from support import domain_rows, train_classifier
 
-    make_domain_classifier(tmp_path / "models" / "mom-domain-classifier", ["technical", "general"])
+    (tmp_path / "models").mkdir()
+    rows = [
+        {"text": r["text"], "label": r["label"]} for r in domain_rows("train") if r["label"] in ("technical", "general")
+    ]
+    train_classifier(tmp_path / "models" / "mom-domain-classifier", rows)
     (tmp_path / "config.yaml").write_text(GUIDE_CONFIG)
     return tmp_path
 
@@ -63,6 +67,10 @@ def test_guide_config_is_accepted_unchanged(guide_dir):
         assert word in out
     # The undefined reasoning family is a warning, not an error.
     assert "reasoning_family: 'llama2' is not defined" in out
+    # The domain classifier it names is loaded, and the descriptions switch on the embedding classifier.
+    assert "domain: " in out and "2 labels (2 are categories)" in out
+    assert "embedding: multilingual-e5-small, 2 categories" in out
+    assert "have a description but no examples" in out
 
 
 def broken(tmp_path, yaml_text):
@@ -120,6 +128,13 @@ def test_duplicate_category(tmp_path):
 def test_score_outside_unit_interval(tmp_path, score):
     err = broken(tmp_path, MINIMAL.replace("score: 0.5", f"score: {score}"))
     assert "categories[0].model_scores[0].score (line 9)" in err
+
+
+def test_classifier_directory_without_onnx_is_refused(tmp_path):
+    (tmp_path / "vsr-model").mkdir()
+    (tmp_path / "vsr-model" / "config.json").write_text("{}")
+    err = broken(tmp_path, MINIMAL + 'classifier:\n  category_model: {model_id: "vsr-model"}\n')
+    assert "classifier.category_model.model_id" in err and "has no model.onnx" in err
 
 
 def test_missing_classifier_model_path(tmp_path):

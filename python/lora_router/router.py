@@ -10,6 +10,8 @@ from typing import Any
 
 from . import _native
 from .config import LoadedConfig, build_plan, load_config, validate
+from .config.plan import uses_models
+from .models import load_onnxruntime
 
 log = logging.getLogger("lora_router")
 
@@ -35,6 +37,8 @@ class Router:
         for w in self.loaded.warnings:
             log.warning("%s: %s", self.loaded.file, w)
         self.plan = build_plan(self.loaded)
+        if uses_models(self.plan):
+            load_onnxruntime()
         server_threads = self.loaded.config.server.threads if threads is None else threads
         self._native = _native.Router(json.dumps(self.plan), server_threads)
 
@@ -56,6 +60,8 @@ class Router:
     def reload(self, config: str | Path | dict[str, Any] | LoadedConfig) -> None:
         loaded = _load(config)
         plan = build_plan(loaded)
+        if uses_models(plan):
+            load_onnxruntime()
         self._native.reload(json.dumps(plan))
         self.loaded, self.plan = loaded, plan
 

@@ -84,15 +84,15 @@ pub async fn classify(plan: &Plan, text: &str) -> Decision {
     let mut results: Vec<SignalResult> = Vec::with_capacity(plan.signals.len());
     let mut winner: Option<(usize, f32, Classifier)> = None;
     for signal in &plan.signals {
+        if winner.is_some() && !plan.evaluate_all_signals {
+            results.push(signal.skipped());
+            continue;
+        }
         let r = signal.evaluate(plan, text).await;
-        let decided = r.decided;
-        if let (true, Some(c)) = (decided, r.category) {
+        if let (true, None, Some(c)) = (r.decided, &winner, r.category) {
             winner = Some((c, r.confidence, Classifier::Signal(r.signal.clone())));
         }
         results.push(r);
-        if winner.is_some() {
-            break;
-        }
     }
     let (category, confidence, classifier) = winner.unwrap_or((plan.default_category, 0.0, Classifier::Default));
     for_category(plan, category, confidence, classifier, results)

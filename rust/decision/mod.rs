@@ -64,6 +64,12 @@ impl Decision {
         }
     }
 
+    /// Whether a model-based signal saw only part of the text (never silent: it is in the
+    /// decision JSON, the audit log and the `x-lora-router-truncated` header).
+    pub fn truncated(&self) -> bool {
+        self.signals.iter().any(|s| s.tokens.is_some_and(|t| t.truncated))
+    }
+
     /// The decision as JSON, the same for `/v1/classify`, the CLI and the audit log.
     pub fn to_json(&self, plan: &Plan) -> Value {
         json!({
@@ -76,6 +82,7 @@ impl Decision {
             "use_reasoning": self.use_reasoning(),
             "reasoning_effort": self.use_reasoning().filter(|u| *u).map(|_| &*self.target.reasoning_effort),
             "system_prompt": self.system_prompt.as_ref().map(|(p, _)| &**p),
+            "truncated": self.truncated(),
             "signals": self.signals.iter().map(|s| s.to_json(plan)).collect::<Vec<_>>(),
         })
     }

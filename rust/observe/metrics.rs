@@ -71,6 +71,8 @@ const LATENCY_BOUNDS: &[f64] = &[
 pub struct Metrics {
     requests: Mutex<HashMap<RequestKey, u64>>,
     errors: Mutex<HashMap<&'static str, u64>>,
+    signal_errors: Mutex<HashMap<Arc<str>, u64>>,
+    pub truncated_inputs: AtomicU64,
     pub routing: Histogram,
     pub duration: Histogram,
     pub first_byte: Histogram,
@@ -83,6 +85,8 @@ impl Default for Metrics {
         Metrics {
             requests: Mutex::new(HashMap::new()),
             errors: Mutex::new(HashMap::new()),
+            signal_errors: Mutex::new(HashMap::new()),
+            truncated_inputs: AtomicU64::new(0),
             routing: Histogram::new(ROUTING_BOUNDS),
             duration: Histogram::new(LATENCY_BOUNDS),
             first_byte: Histogram::new(LATENCY_BOUNDS),
@@ -102,6 +106,21 @@ impl Metrics {
     pub fn count_error(&self, kind: &'static str) {
         if let Ok(mut m) = self.errors.lock() {
             *m.entry(kind).or_insert(0) += 1;
+        }
+    }
+
+    /// Counts what the signals of one decision ran into: failures (each signal abstained
+    /// and the request still routed) and truncated inputs.
+    pub fn count_signals(&self, decision: &crate::decision::Decision) {
+        for s in &decision.signals {
+            if let crate::signals::Evidence::Error(_) = s.evidence {
+                if let Ok(mut m) = self.signal_errors.lock() {
+                    *m.entry(s.signal.clone()).or_insert(0) += 1;
+                }
+            }
+        }
+        if decision.truncated() {
+            self.truncated_inputs.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -134,6 +153,26 @@ impl Metrics {
                 let _ = writeln!(out, "lora_router_errors_total{{kind=\"{k}\"}} {v}");
             }
         }
+        out.push_str(
+            "# HELP lora_router_signal_errors_total Signal failures (the signal abstained; the request routed on).\n",
+        );
+        out.push_str("# TYPE lora_router_signal_errors_total counter\n");
+        if let Ok(m) = self.signal_errors.lock() {
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort();
+            for (k, v) in rows {
+                let _ = writeln!(out, "lora_router_signal_errors_total{{signal=\"{}\"}} {v}", esc(k));
+            }
+        }
+        out.push_str(
+            "# HELP lora_router_truncated_inputs_total Requests whose classified text exceeded the token budget.\n",
+        );
+        out.push_str("# TYPE lora_router_truncated_inputs_total counter\n");
+        let _ = writeln!(
+            out,
+            "lora_router_truncated_inputs_total {}",
+            self.truncated_inputs.load(Ordering::Relaxed)
+        );
         self.routing.render(
             &mut out,
             "lora_router_routing_seconds",

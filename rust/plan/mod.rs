@@ -53,6 +53,7 @@ pub struct Plan {
     pub virtual_models: Vec<String>,
     pub router_model_name: String,
     pub classify_messages: MessagePolicy,
+    pub evaluate_all_signals: bool,
     pub audit_path: Option<String>,
 }
 
@@ -215,6 +216,7 @@ impl Plan {
             virtual_models: spec.routing.virtual_models.iter().map(|m| m.to_lowercase()).collect(),
             router_model_name: spec.routing.router_model_name,
             classify_messages: spec.routing.classify_messages,
+            evaluate_all_signals: spec.routing.evaluate_all_signals,
             audit_path: spec.audit.path,
         })
     }
@@ -340,7 +342,8 @@ pub mod testing {
                 {"category": "technical", "operator": "OR", "keywords": ["python", "rust"], "case_sensitive": false, "whole_word": true},
                 {"category": "legal", "operator": "OR", "keywords": ["contract", "合同"], "case_sensitive": false, "whole_word": true}
             ]}],
-            "routing": {"virtual_models": ["MoM", "auto"], "router_model_name": "MoM", "classify_messages": "last_user"},
+            "routing": {"virtual_models": ["MoM", "auto"], "router_model_name": "MoM", "classify_messages": "last_user",
+                        "evaluate_all_signals": false},
             "audit": {"path": null}
         })
     }

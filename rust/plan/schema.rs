@@ -107,7 +107,53 @@ pub struct TargetSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SignalSpec {
-    Keyword { rules: Vec<KeywordRuleSpec> },
+    Keyword {
+        rules: Vec<KeywordRuleSpec>,
+    },
+    /// Similarity of the request's embedding to each category's examples and description.
+    Embedding {
+        model: ModelSpec,
+        method: EmbeddingMethod,
+        /// Examples per category averaged by `knn`.
+        k: usize,
+        /// Centre and whiten before comparing centroids (when some category has two texts).
+        whiten: bool,
+        /// Softmax temperature that turns whitened similarities into confidences (per model).
+        temperature: f64,
+        /// The same for plain cosine similarities (zero-shot, knn, or `whiten: false`).
+        cosine_temperature: f64,
+        /// Confidence the top category needs to decide.
+        threshold: f64,
+        /// Lead in confidence the top category needs over the second.
+        margin: f64,
+        categories: Vec<EmbeddingCategorySpec>,
+    },
+    /// A fine-tuned sequence classifier whose labels map to categories.
+    Domain {
+        model: ModelSpec,
+        /// Category for each output index; `None` for labels the config has no category for.
+        labels: Vec<Option<String>>,
+        threshold: f64,
+    },
+}
+
+pub use crate::inference::{ModelSpec, Truncation};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EmbeddingMethod {
+    /// Cosine similarity to the normalised mean of a category's texts.
+    Centroid,
+    /// Mean cosine similarity to the category's `k` most similar texts.
+    Knn,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingCategorySpec {
+    pub category: String,
+    /// The category's examples and description, embedded when the plan is compiled.
+    pub texts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +185,8 @@ pub struct RoutingSpec {
     /// The name listed first in `/v1/models`.
     pub router_model_name: String,
     pub classify_messages: MessagePolicy,
+    /// Run every signal even after one decided, so the record shows every answer.
+    pub evaluate_all_signals: bool,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]

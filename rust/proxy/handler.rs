@@ -75,6 +75,7 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
         Ok(d) => d,
         Err(e) => return fail(state, record, e),
     };
+    state.observer.metrics.count_signals(&decision);
     rewrite(&plan, &decision, &mut view);
     let upstream_body = view.to_bytes();
     record.routing_us = started.elapsed().as_micros() as u64;

@@ -20,6 +20,7 @@ pub const H_CLASSIFIER: HeaderName = HeaderName::from_static("x-lora-router-clas
 pub const H_CONFIDENCE: HeaderName = HeaderName::from_static("x-lora-router-confidence");
 pub const H_ROUTING_US: HeaderName = HeaderName::from_static("x-lora-router-routing-us");
 pub const H_REQUEST_ID: HeaderName = HeaderName::from_static("x-lora-router-request-id");
+pub const H_TRUNCATED: HeaderName = HeaderName::from_static("x-lora-router-truncated");
 
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     let mut r = Response::new(RouterBody::full(body));
@@ -62,6 +63,9 @@ pub fn decision_headers(headers: &mut HeaderMap, record: &RequestRecord) {
     put(H_CLASSIFIER, d.classifier.name());
     put(H_CONFIDENCE, &format!("{:.3}", d.confidence));
     put(H_ROUTING_US, &record.routing_us.to_string());
+    if d.truncated() {
+        put(H_TRUNCATED, "true");
+    }
     if let Some(b) = &record.backend {
         put(H_BACKEND, b);
     }

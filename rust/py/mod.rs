@@ -2,6 +2,7 @@
 //! JSON plans and configs from the Python layer and hands back handles; see
 //! python/lora_router/_native.pyi for the documented surface.
 
+mod models;
 mod router;
 mod simulator;
 
@@ -37,6 +38,8 @@ fn error_kinds() -> Vec<(&'static str, u16, &'static str)> {
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<router::PyRouter>()?;
     m.add_class::<simulator::PySimulator>()?;
+    m.add_class::<models::PyTextModel>()?;
+    m.add_function(wrap_pyfunction!(models::init_onnxruntime, m)?)?;
     m.add("PlanError", m.py().get_type::<PlanErrorPy>())?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -170,7 +170,13 @@ impl KeywordSignal {
             confidence: if best.is_some() { 1.0 } else { 0.0 },
             decided: best.is_some(),
             evidence: Evidence::Keywords(matched),
+            tokens: None,
+            elapsed_us: 0,
         }
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     pub fn keyword_count(&self) -> usize {
@@ -320,14 +326,16 @@ mod tests {
     #[test]
     fn keyword_match_reports_keywords() {
         let plan = crate::plan::testing::plan();
-        let crate::signals::Signal::Keyword(k) = &plan.signals[0];
+        let crate::signals::Signal::Keyword(k) = &plan.signals[0] else {
+            panic!("keyword signal expected")
+        };
         let r = k.evaluate(&plan, "How do I parse JSON in Rust and review a contract?");
         // technical (score 1.0) beats legal (0.9).
         assert_eq!(r.category, Some(0));
         assert!(r.decided);
-        match r.evidence {
-            Evidence::Keywords(m) => assert_eq!(m.len(), 2),
-            Evidence::None => panic!("expected keyword evidence"),
-        }
+        let Evidence::Keywords(m) = r.evidence else {
+            panic!("expected keyword evidence")
+        };
+        assert_eq!(m.len(), 2);
     }
 }

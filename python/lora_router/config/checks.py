@@ -4,6 +4,7 @@ probably not what the operator meant."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -120,9 +121,107 @@ def cross_check(loaded: LoadedConfig) -> list[Problem]:
     return problems
 
 
+def domain_mapping(loaded: LoadedConfig) -> tuple[Path | None, Path | None]:
+    """The domain classifier's directory and its category_mapping.json, if they exist."""
+    cm = loaded.config.classifier.category_model
+    if cm is None:
+        return None, None
+    model_dir = resolve_path(loaded, cm.model_id)
+    if cm.category_mapping_path:
+        mapping = resolve_path(loaded, cm.category_mapping_path)
+    else:
+        mapping = model_dir / "category_mapping.json" if model_dir else None
+    return model_dir, mapping
+
+
+def domain_labels(mapping: Path) -> list[str]:
+    """Label names in output order from Semantic Router's category_mapping.json."""
+    data = json.loads(mapping.read_text(encoding="utf-8"))
+    if "idx_to_category" in data:
+        by_index = {int(k): v for k, v in data["idx_to_category"].items()}
+    elif "category_to_idx" in data:
+        by_index = {int(v): k for k, v in data["category_to_idx"].items()}
+    else:
+        raise ValueError("expected idx_to_category or category_to_idx")
+    if sorted(by_index) != list(range(len(by_index))):
+        raise ValueError("label indexes must run from 0 without gaps")
+    return [by_index[i] for i in range(len(by_index))]
+
+
+def check_domain_model(loaded: LoadedConfig) -> list[Problem]:
+    cm = loaded.config.classifier.category_model
+    if cm is None:
+        return []
+    key = "classifier.category_model"
+    model_dir, mapping = domain_mapping(loaded)
+    if model_dir is None:
+        return [Problem(f"{key}.model_id", f"path '{cm.model_id}' does not exist")]
+    problems = []
+    for required in ("model.onnx", "tokenizer.json"):
+        if not (model_dir / required).is_file():
+            problems.append(
+                Problem(
+                    f"{key}.model_id",
+                    f"{model_dir} has no {required} (lora-router runs ONNX classifiers; `lora-router train` makes one)",
+                )
+            )
+    if cm.category_mapping_path and mapping is None:
+        problems.append(Problem(f"{key}.category_mapping_path", f"path '{cm.category_mapping_path}' does not exist"))
+    elif mapping is None or not mapping.is_file():
+        problems.append(Problem(f"{key}.model_id", f"{model_dir} has no category_mapping.json"))
+    else:
+        try:
+            domain_labels(mapping)
+        except (ValueError, KeyError, TypeError) as e:
+            problems.append(Problem(f"{key}.category_mapping_path", f"{mapping}: {e}"))
+    return problems
+
+
+def names_list(names: list[str], most: int = 6) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def embedding_categories(c) -> list:
+    """Categories the embedding classifier compares: those with examples or a description."""
+    return [cat for cat in c.categories if cat.examples or cat.description.strip()]
+
+
 def warnings(loaded: LoadedConfig) -> list[str]:
     c = loaded.config
     out = []
+    em = c.classifier.embedding_model
+    with_texts = embedding_categories(c)
+    if em.enabled and "embedding" in c.routing.signal_order:
+        if len(with_texts) == 1:
+            out.append(
+                f"categories: only '{with_texts[0].name}' has examples or a description; the embedding classifier "
+                "needs two categories to compare and is off"
+            )
+        elif len(with_texts) >= 2:
+            zero_shot = [cat.name for cat in with_texts if not cat.examples]
+            if zero_shot:
+                out.append(
+                    f"categories {names_list(zero_shot)} have a description but no examples: the embedding classifier "
+                    "works zero-shot for them, and about 10 examples each make it markedly more accurate"
+                )
+            never = [cat.name for cat in c.categories if cat not in with_texts]
+            if never:
+                out.append(
+                    f"categories {names_list(never)} have no examples or description, so the embedding classifier "
+                    "never picks them"
+                )
+    _, mapping = domain_mapping(loaded)
+    if mapping is not None and mapping.is_file():
+        try:
+            unknown = [lab for lab in domain_labels(mapping) if lab not in {x.name for x in c.categories}]
+        except (ValueError, KeyError, TypeError):
+            unknown = []
+        if unknown:
+            out.append(
+                f"classifier.category_model: labels {', '.join(unknown)} are not categories of this config; "
+                "the domain classifier abstains when it predicts them"
+            )
     for section in IGNORED_SECTIONS:
         if getattr(c, section) is not None:
             out.append(f"{section}: accepted for Semantic Router compatibility, not used by lora-router")

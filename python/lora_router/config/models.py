@@ -75,6 +75,8 @@ class Category(Strict):
     mmlu_categories: list[str] | None = None
     jailbreak_enabled: bool | None = None
     jailbreak_threshold: float | None = None
+    examples: list[str] = []
+    """Utterances of this category, for the embedding classifier (with the description)."""
 
 
 class ReasoningFamily(Strict):
@@ -98,8 +100,28 @@ class CategoryModel(Strict):
     category_mapping_path: str | None = None
 
 
+class EmbeddingModel(Strict):
+    """The embedding classifier. It runs whenever two or more categories carry examples or a
+    description; this section only changes how."""
+
+    enabled: bool = True
+    model: str = "multilingual-e5-small"
+    """A shipped model (multilingual-e5-small, all-minilm-l6-v2) or a directory with model.onnx
+    and tokenizer.json."""
+    method: Literal["centroid", "knn"] | None = None
+    k: int | None = Field(default=None, ge=1)
+    whiten: bool = True
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Calibrated confidence the top category needs; default per model."""
+    margin: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Lead in confidence over the second category; default per model."""
+    temperature: float | None = Field(default=None, gt=0.0)
+    """Softmax temperature for similarities; per model, required for an uncalibrated model."""
+
+
 class Classifier(Strict):
     category_model: CategoryModel | None = None
+    embedding_model: EmbeddingModel = EmbeddingModel()
     pii_model: dict[str, Any] | None = None
 
 
@@ -131,10 +153,29 @@ class Server(Strict):
     health_check: HealthCheck = HealthCheck()
 
 
+SignalName = Literal["keyword", "custom", "mcp", "domain", "embedding"]
+
+
+class Inference(Strict):
+    """How the model-based signals run their ONNX models."""
+
+    max_tokens: int = Field(default=256, ge=8, le=512)
+    """Token budget per classified text, special tokens included; longer texts are truncated
+    (and the decision says so)."""
+    truncation: Literal["head", "tail", "head_tail"] = "head_tail"
+    sessions: int = Field(default=2, ge=1, le=64)
+    """ONNX sessions per model: how many inferences run at once."""
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+
+
 class Routing(Strict):
     virtual_models: list[str] = Field(default_factory=lambda: ["MoM", "auto"], min_length=1)
     """Model names that ask the router to choose; the first is listed in /v1/models."""
     classify_messages: MessagePolicy = "last_user"
+    signal_order: list[SignalName] = Field(default_factory=lambda: ["keyword", "custom", "mcp", "domain", "embedding"])
+    """The order signals run in; the first whose confidence reaches its threshold decides."""
+    evaluate_all_signals: bool = False
+    """Run every signal even after one decided, so the decision records every answer."""
     system_prompt_mode: SystemPromptMode = "replace"
     retry_connect_errors: bool = True
 
@@ -164,6 +205,7 @@ class RouterConfig(Strict):
     # lora-router
     default_category: str | None = None
     server: Server = Server()
+    inference: Inference = Inference()
     routing: Routing = Routing()
     audit_log: AuditLog = AuditLog()
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .load import LoadedConfig
+from ..models import ModelDir, ModelError, open_model, resolve_encoder
+from .checks import domain_labels, domain_mapping, embedding_categories
+from .load import ConfigError, LoadedConfig, Problem
 from .models import BUILTIN_REASONING_FAMILIES, RouterConfig
 
 PLAN_VERSION = 1
@@ -90,11 +92,91 @@ def categories_for(c: RouterConfig) -> tuple[list[dict[str, Any]], str]:
     return cats, default
 
 
-def signals_for(c: RouterConfig) -> list[dict[str, Any]]:
-    signals: list[dict[str, Any]] = []
-    if c.keyword_rules:
-        signals.append({"type": "keyword", "rules": [r.model_dump() for r in c.keyword_rules]})
-    return signals
+def model_spec(c: RouterConfig, model: ModelDir) -> dict[str, Any]:
+    i = c.inference
+    return {
+        "name": model.name,
+        "model": str(model.model_file),
+        "tokenizer": str(model.tokenizer_file),
+        "max_tokens": i.max_tokens,
+        "truncation": i.truncation,
+        "sessions": i.sessions,
+        "intra_threads": i.intra_op_threads,
+    }
+
+
+def embedding_signal(loaded: LoadedConfig) -> dict[str, Any] | None:
+    c = loaded.config
+    em = c.classifier.embedding_model
+    cats = embedding_categories(c)
+    if not em.enabled or len(cats) < 2:
+        return None
+    try:
+        model = resolve_encoder(em.model, loaded.base_dir)
+    except ModelError as e:
+        raise ConfigError(loaded.file, [Problem("classifier.embedding_model.model", str(e))]) from None
+    cal = model.calibration
+    if em.temperature is None and "temperature" not in cal:
+        raise ConfigError(
+            loaded.file,
+            [
+                Problem(
+                    "classifier.embedding_model.temperature",
+                    f"model {model.name} carries no calibration: set a temperature (tune it with `lora-router eval`)",
+                )
+            ],
+        )
+    temperature = em.temperature or cal["temperature"]
+    return {
+        "type": "embedding",
+        "model": model_spec(c, model),
+        "method": em.method or cal.get("method", "centroid"),
+        "k": em.k or cal.get("k", 3),
+        "whiten": em.whiten,
+        "temperature": temperature,
+        "cosine_temperature": em.temperature or cal.get("cosine_temperature", temperature),
+        "threshold": em.threshold if em.threshold is not None else cal.get("threshold", 0.3),
+        "margin": em.margin if em.margin is not None else cal.get("margin", 0.0),
+        "categories": [
+            {"category": cat.name, "texts": [*cat.examples, *([cat.description] if cat.description.strip() else [])]}
+            for cat in cats
+        ],
+    }
+
+
+def domain_signal(loaded: LoadedConfig) -> dict[str, Any] | None:
+    c = loaded.config
+    cm = c.classifier.category_model
+    if cm is None:
+        return None
+    model_dir, mapping = domain_mapping(loaded)
+    try:
+        model = open_model(model_dir)
+    except ModelError as e:
+        raise ConfigError(loaded.file, [Problem("classifier.category_model.model_id", str(e))]) from None
+    names = {cat.name for cat in c.categories}
+    return {
+        "type": "domain",
+        "model": model_spec(c, model),
+        "labels": [label if label in names else None for label in domain_labels(mapping)],
+        "threshold": cm.threshold,
+    }
+
+
+def signals_for(loaded: LoadedConfig) -> list[dict[str, Any]]:
+    """The configured signals, in ``routing.signal_order``. Custom and MCP classifiers run in
+    Python and join the plan through ``lora_router.router``."""
+    c = loaded.config
+    built: dict[str, dict[str, Any] | None] = {
+        "keyword": {"type": "keyword", "rules": [r.model_dump() for r in c.keyword_rules]} if c.keyword_rules else None,
+        "domain": domain_signal(loaded),
+        "embedding": embedding_signal(loaded),
+    }
+    return [built[name] for name in c.routing.signal_order if built.get(name) is not None]
+
+
+def uses_models(plan: dict[str, Any]) -> bool:
+    return any(s["type"] in ("embedding", "domain") for s in plan["signals"])
 
 
 def build_plan(loaded: LoadedConfig) -> dict[str, Any]:
@@ -135,11 +217,12 @@ def build_plan(loaded: LoadedConfig) -> dict[str, Any]:
         ],
         "categories": categories,
         "default_category": default,
-        "signals": signals_for(c),
+        "signals": signals_for(loaded),
         "routing": {
             "virtual_models": list(c.routing.virtual_models),
             "router_model_name": c.routing.virtual_models[0],
             "classify_messages": c.routing.classify_messages,
+            "evaluate_all_signals": c.routing.evaluate_all_signals,
         },
         "audit": {"path": audit_path},
     }
