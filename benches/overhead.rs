@@ -39,18 +39,12 @@ fn vllm_router_bin() -> Option<String> {
     if let Ok(p) = std::env::var("VLLM_ROUTER_BIN") {
         return Some(p);
     }
-    let venv = format!(
-        "{}/.cache/lora-router/bench-venv/bin/vllm-router",
-        std::env::var("HOME").unwrap_or_default()
-    );
+    let venv = format!("{}/.cache/lora-router/bench-venv/bin/vllm-router", std::env::var("HOME").unwrap_or_default());
     if std::path::Path::new(&venv).exists() {
         return Some(venv);
     }
     let on_path = std::process::Command::new("vllm-router").arg("--help").output();
-    on_path
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| "vllm-router".into())
+    on_path.ok().filter(|o| o.status.success()).map(|_| "vllm-router".into())
 }
 
 struct Arm<'a> {
@@ -88,12 +82,7 @@ impl Bench {
                     first_chunk: stream,
                     rate,
                 });
-                assert!(
-                    r.errors == 0 && !r.latencies_us.is_empty(),
-                    "{} failed with {} errors",
-                    arm.name,
-                    r.errors
-                );
+                assert!(r.errors == 0 && !r.latencies_us.is_empty(), "{} failed with {} errors", arm.name, r.errors);
                 runs[i].push(r);
             }
         }
@@ -110,11 +99,8 @@ fn report(title: &str, arms: &[Arm], runs: &[Vec<LoadResult>]) -> Value {
     let (d50, d99) = (stat(&runs[0], LoadResult::p50), stat(&runs[0], LoadResult::p99));
     let mut out = Map::new();
     for (i, arm) in arms.iter().enumerate() {
-        let (p50, p99, rps) = (
-            stat(&runs[i], LoadResult::p50),
-            stat(&runs[i], LoadResult::p99),
-            stat(&runs[i], LoadResult::rps),
-        );
+        let (p50, p99, rps) =
+            (stat(&runs[i], LoadResult::p50), stat(&runs[i], LoadResult::p99), stat(&runs[i], LoadResult::rps));
         let p50s: Vec<f64> = runs[i].iter().map(LoadResult::p50).collect();
         let spread = p50s.iter().cloned().fold(f64::MIN, f64::max) - p50s.iter().cloned().fold(f64::MAX, f64::min);
         let (o50, o99) = if i == 0 {
@@ -122,10 +108,7 @@ fn report(title: &str, arms: &[Arm], runs: &[Vec<LoadResult>]) -> Value {
         } else {
             (format!("{:.0}", p50 - d50), format!("{:.0}", p99 - d99))
         };
-        println!(
-            "| {title} | {} | {p50:.0} | {p99:.0} | {rps:.0} | {o50} | {o99} | {spread:.0} |",
-            arm.name
-        );
+        println!("| {title} | {} | {p50:.0} | {p99:.0} | {rps:.0} | {o50} | {o99} | {spread:.0} |", arm.name);
         out.insert(
             arm.name.into(),
             json!({"p50_us": p50, "p99_us": p99, "rps": rps, "overhead_p50_us": p50 - d50, "overhead_p99_us": p99 - d99,
@@ -148,14 +131,8 @@ fn pin(arms: &[Arm], router_cpus: &str, sim: &procs::Proc, backend_cpus: &str) {
 fn main() {
     let opts = common::options();
     let bench = Bench {
-        seconds: opts
-            .get("seconds")
-            .map(|s| s.parse().expect("--seconds N"))
-            .unwrap_or(4.0),
-        repeats: opts
-            .get("repeats")
-            .map(|s| s.parse().expect("--repeats N"))
-            .unwrap_or(3),
+        seconds: opts.get("seconds").map(|s| s.parse().expect("--seconds N")).unwrap_or(4.0),
+        repeats: opts.get("repeats").map(|s| s.parse().expect("--repeats N")).unwrap_or(3),
         prompt: fixtures::prompt(2048),
     };
     let rate: f64 = opts.get("rate").map(|s| s.parse().expect("--rate R")).unwrap_or(4000.0);
@@ -196,11 +173,7 @@ fn main() {
         .iter()
         .map(|c| format!("  - {{name: {c}, system_prompt: \"You are an expert.\", model_scores: [{{model: bench-base, lora_name: {c}-lora, score: 1.0, use_reasoning: true}}]}}\n"))
         .collect();
-    let loras = adapters
-        .iter()
-        .map(|(n, _)| format!("{{name: {n}}}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let loras = adapters.iter().map(|(n, _)| format!("{{name: {n}}}")).collect::<Vec<_>>().join(", ");
     let config = format!(
         "vllm_endpoints:\n  - {{name: sim, address: 127.0.0.1, port: {}}}\nmodel_config:\n  bench-base:\n    reasoning_family: qwen3\n    loras: [{loras}]\ndefault_model: bench-base\ncategories:\n{categories}  - {{name: general, model_scores: [{{model: bench-base, score: 0.5}}]}}\n{}",
         sim.port,
@@ -208,17 +181,8 @@ fn main() {
     );
     let cfg_path = tmp.join("router.yaml");
     std::fs::write(&cfg_path, config).unwrap();
-    let serve = [
-        "serve",
-        "--config",
-        &cfg_path.display().to_string(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--threads",
-        "1",
-    ];
+    let serve =
+        ["serve", "--config", &cfg_path.display().to_string(), "--host", "127.0.0.1", "--port", "0", "--threads", "1"];
     let router = procs::spawn_announcing("lora-router", "0-1", &bin, &serve.map(String::from));
     let vllm_router = vllm_router_bin().map(|b| {
         let port = procs::free_port();
@@ -244,26 +208,11 @@ fn main() {
     });
 
     let mut arms = vec![
-        Arm {
-            name: "direct",
-            proc: None,
-            addr: sim.addr(),
-            model: "technical-lora",
-        },
-        Arm {
-            name: "lora-router",
-            proc: Some(&router),
-            addr: router.addr(),
-            model: "MoM",
-        },
+        Arm { name: "direct", proc: None, addr: sim.addr(), model: "technical-lora" },
+        Arm { name: "lora-router", proc: Some(&router), addr: router.addr(), model: "MoM" },
     ];
     if let Some(v) = &vllm_router {
-        arms.push(Arm {
-            name: "vllm-router",
-            proc: Some(v),
-            addr: v.addr(),
-            model: "technical-lora",
-        });
+        arms.push(Arm { name: "vllm-router", proc: Some(v), addr: v.addr(), model: "technical-lora" });
     }
     let mut results = Map::new();
     println!("| cell | arm | p50 µs | p99 µs | req/s | overhead p50 µs | overhead p99 µs | spread p50 µs |");
@@ -271,27 +220,19 @@ fn main() {
 
     pin(&arms, "0-1", &sim, "0-1");
     for stream in [false, true] {
-        let title = format!(
-            "latency c=1 {}",
-            if stream { "stream, first chunk" } else { "non-stream" }
-        );
+        let title = format!("latency c=1 {}", if stream { "stream, first chunk" } else { "non-stream" });
         let runs = bench.cell(&arms, 1, stream, None);
         results.insert(title.clone(), report(&title, &arms, &runs));
     }
     pin(&arms, "0", &sim, "1");
     for stream in [false, true] {
-        let title = format!(
-            "latency c=32 @ {rate:.0} req/s {}",
-            if stream { "stream, first chunk" } else { "non-stream" }
-        );
+        let title =
+            format!("latency c=32 @ {rate:.0} req/s {}", if stream { "stream, first chunk" } else { "non-stream" });
         let runs = bench.cell(&arms, 32, stream, Some(rate));
         results.insert(title.clone(), report(&title, &arms, &runs));
     }
     for stream in [false, true] {
-        let title = format!(
-            "throughput c=32, router on 1 core {}",
-            if stream { "stream" } else { "non-stream" }
-        );
+        let title = format!("throughput c=32, router on 1 core {}", if stream { "stream" } else { "non-stream" });
         let runs = bench.cell(&arms, 32, stream, None);
         results.insert(title.clone(), report(&title, &arms, &runs));
     }
@@ -320,11 +261,7 @@ fn main() {
         first_chunk: false,
         rate: None,
     });
-    println!(
-        "simulator on one core, c=32, short chat request: {:.0} requests/s (p50 {:.0} µs)",
-        r.rps(),
-        r.p50()
-    );
+    println!("simulator on one core, c=32, short chat request: {:.0} requests/s (p50 {:.0} µs)", r.rps(), r.p50());
     results.insert("simulator_rps_one_core".into(), json!(r.rps()));
     drop(sim);
 
@@ -335,10 +272,6 @@ fn main() {
     );
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
     let _ = std::fs::create_dir_all(&out);
-    std::fs::write(
-        out.join("overhead.json"),
-        serde_json::to_string_pretty(&Value::Object(results)).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(out.join("overhead.json"), serde_json::to_string_pretty(&Value::Object(results)).unwrap()).unwrap();
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -106,8 +106,5 @@ fn main() {
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
     let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(
-        out.join("signals_keyword.json"),
-        serde_json::to_string_pretty(&results).unwrap(),
-    );
+    let _ = std::fs::write(out.join("signals_keyword.json"), serde_json::to_string_pretty(&results).unwrap());
 }

@@ -102,12 +102,7 @@ pub struct RouterError {
 
 impl RouterError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        RouterError {
-            kind,
-            message: message.into(),
-            param: None,
-            retry_after: None,
-        }
+        RouterError { kind, message: message.into(), param: None, retry_after: None }
     }
 
     pub fn with_param(mut self, param: &'static str) -> Self {

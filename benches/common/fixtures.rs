@@ -33,22 +33,13 @@ pub fn keywords(n: usize, hits: usize, seed: u64) -> Vec<String> {
     let letters: Vec<char> = FREQ.chars().collect();
     let prompt = prompt(2048).to_lowercase();
     let mut rng = SeededRng::new(seed);
-    let word = |rng: &mut SeededRng| -> String {
-        (0..4 + rng.below(6))
-            .map(|_| letters[rng.below(letters.len())])
-            .collect()
-    };
-    let mut out: Vec<String> = ["python", "stack trace", "transaction"]
-        .iter()
-        .take(hits)
-        .map(|s| s.to_string())
-        .collect();
+    let word =
+        |rng: &mut SeededRng| -> String { (0..4 + rng.below(6)).map(|_| letters[rng.below(letters.len())]).collect() };
+    let mut out: Vec<String> =
+        ["python", "stack trace", "transaction"].iter().take(hits).map(|s| s.to_string()).collect();
     while out.len() < n {
-        let k = if out.len().is_multiple_of(5) {
-            format!("{} {}", word(&mut rng), word(&mut rng))
-        } else {
-            word(&mut rng)
-        };
+        let k =
+            if out.len().is_multiple_of(5) { format!("{} {}", word(&mut rng), word(&mut rng)) } else { word(&mut rng) };
         if !out.contains(&k) && !prompt.contains(&k) {
             out.push(k);
         }
@@ -64,22 +55,9 @@ pub fn keyword_rules_yaml(n: usize, hits: usize) -> String {
     let cats = ["technical", "medical", "legal", "finance"];
     let mut out = String::from("keyword_rules:\n");
     for (ci, cat) in cats.iter().enumerate() {
-        let mut mine: Vec<String> = if ci == 0 {
-            found.iter().map(|k| format!("{k:?}")).collect()
-        } else {
-            Vec::new()
-        };
-        mine.extend(
-            others
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % cats.len() == ci)
-                .map(|(_, k)| format!("{k:?}")),
-        );
-        out.push_str(&format!(
-            "  - {{category: \"{cat}\", keywords: [{}]}}\n",
-            mine.join(", ")
-        ));
+        let mut mine: Vec<String> = if ci == 0 { found.iter().map(|k| format!("{k:?}")).collect() } else { Vec::new() };
+        mine.extend(others.iter().enumerate().filter(|(i, _)| i % cats.len() == ci).map(|(_, k)| format!("{k:?}")));
+        out.push_str(&format!("  - {{category: \"{cat}\", keywords: [{}]}}\n", mine.join(", ")));
     }
     out
 }

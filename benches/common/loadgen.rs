@@ -46,10 +46,7 @@ impl LoadResult {
 }
 
 pub fn run(spec: &LoadSpec) -> LoadResult {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     rt.block_on(run_async(spec.clone()))
 }
 
@@ -70,11 +67,7 @@ async fn run_async(spec: LoadSpec) -> LoadResult {
         errors += e;
     }
     latencies.sort_unstable();
-    LoadResult {
-        latencies_us: latencies,
-        errors,
-        elapsed: spec.duration,
-    }
+    LoadResult { latencies_us: latencies, errors, elapsed: spec.duration }
 }
 
 async fn connect(addr: &str) -> Option<http1::SendRequest<Full<Bytes>>> {
@@ -114,8 +107,7 @@ async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant) -> (Vec<u32
             .body(Full::new(spec.body.clone()))
             .expect("request");
         for (k, v) in &spec.headers {
-            req.headers_mut()
-                .insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         let t0 = Instant::now();
         let ok = match s.send_request(req).await {

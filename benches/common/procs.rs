@@ -48,10 +48,7 @@ impl Drop for Proc {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// The `lora-router` command: `$LORA_ROUTER_BIN`, else the one on PATH.
@@ -101,17 +98,10 @@ pub fn spawn_announcing(name: &str, cpus: &str, program: &str, args: &[String]) 
             }
         }
     });
-    let port = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-        panic!(
-            "{name} did not start:\n{}",
-            seen.lock().map(|s| s.clone()).unwrap_or_default()
-        )
-    });
-    Proc {
-        name: name.to_string(),
-        child,
-        port,
-    }
+    let port = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{name} did not start:\n{}", seen.lock().map(|s| s.clone()).unwrap_or_default()));
+    Proc { name: name.to_string(), child, port }
 }
 
 /// Runs `program args` (which listens on `port`) under taskset and waits for `GET path` to answer.
@@ -126,21 +116,14 @@ pub fn spawn_polled(name: &str, cpus: &str, program: &str, args: &[String], port
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-    let proc = Proc {
-        name: name.to_string(),
-        child,
-        port,
-    };
+    let proc = Proc { name: name.to_string(), child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
             let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes());
             let mut buf = [0u8; 16];
-            if s.read(&mut buf)
-                .map(|n| n >= 12 && &buf[9..12] == b"200")
-                .unwrap_or(false)
-            {
+            if s.read(&mut buf).map(|n| n >= 12 && &buf[9..12] == b"200").unwrap_or(false) {
                 return proc;
             }
         }
@@ -151,12 +134,8 @@ pub fn spawn_polled(name: &str, cpus: &str, program: &str, args: &[String], port
 
 /// Pins the current process to `cpus`.
 pub fn pin_self(cpus: &str) {
-    let _ = Command::new("taskset")
-        .arg("-cp")
-        .arg(cpus)
-        .arg(std::process::id().to_string())
-        .stdout(Stdio::null())
-        .status();
+    let _ =
+        Command::new("taskset").arg("-cp").arg(cpus).arg(std::process::id().to_string()).stdout(Stdio::null()).status();
 }
 
 /// PEFT-shaped adapter directories under `root`.
@@ -166,11 +145,8 @@ pub fn adapter_dirs(root: &std::path::Path, names: &[&str]) -> Vec<(String, Stri
         .map(|n| {
             let d = root.join(n);
             std::fs::create_dir_all(&d).expect("adapter dir");
-            std::fs::write(
-                d.join("adapter_config.json"),
-                r#"{"peft_type":"LORA","r":8,"lora_alpha":16}"#,
-            )
-            .expect("write");
+            std::fs::write(d.join("adapter_config.json"), r#"{"peft_type":"LORA","r":8,"lora_alpha":16}"#)
+                .expect("write");
             (n.to_string(), d.display().to_string())
         })
         .collect()

@@ -11,9 +11,8 @@ import time
 from pathlib import Path
 
 from ._native import PlanError
-from .config import ConfigError, build_plan, load_config
-from .models import ModelError
-from .train import TrainingError
+from .config import build_plan, load_config
+from .errors import LoraRouterError
 
 log = logging.getLogger("lora_router")
 
@@ -46,7 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         try:
             router.reload(args.config)
             log.info("reloaded %s", args.config)
-        except (ConfigError, ValueError) as e:
+        except (LoraRouterError, ValueError) as e:
             log.error("reload of %s failed, keeping the running config: %s", args.config, e)
 
     signum = wait_for_signal(on_hangup=reload)
@@ -354,10 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
-        print(f"lora-router: {e}", file=sys.stderr)
-        return 2
-    except (PlanError, ModelError, TrainingError) as e:
+    except (LoraRouterError, PlanError) as e:
         print(f"lora-router: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

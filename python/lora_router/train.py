@@ -18,10 +18,11 @@ import numpy as np
 
 from .config import LoadedConfig
 from .config.plan import model_spec
+from .errors import LoraRouterError
 from .models import ModelDir, load_onnxruntime, resolve_encoder
 
 
-class TrainingError(Exception):
+class TrainingError(LoraRouterError):
     pass
 
 

@@ -52,20 +52,12 @@ pub fn resolve_model(plan: &Plan, name: &str) -> Option<ModelRef> {
 
 fn explicit(plan: &Plan, name: &str) -> Result<Decision, RouterError> {
     let target = match resolve_model(plan, name) {
-        Some(ModelRef::Base(base)) => Target {
-            base,
-            adapter: None,
-            score: 1.0,
-            use_reasoning: None,
-            reasoning_effort: Arc::from(""),
-        },
-        Some(ModelRef::Adapter { base, name }) => Target {
-            base,
-            adapter: Some(name),
-            score: 1.0,
-            use_reasoning: None,
-            reasoning_effort: Arc::from(""),
-        },
+        Some(ModelRef::Base(base)) => {
+            Target { base, adapter: None, score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
+        }
+        Some(ModelRef::Adapter { base, name }) => {
+            Target { base, adapter: Some(name), score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
+        }
         None => return Err(RouterError::model_not_found(name)),
     };
     Ok(Decision {
@@ -127,28 +119,18 @@ mod tests {
     }
 
     fn run(plan: &Plan, body: &str) -> Result<Decision, RouterError> {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(decide(plan, &view(body)))
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(decide(plan, &view(body)))
     }
 
     #[test]
     fn keyword_routes_and_default_falls_back() {
         let plan = testing::plan();
-        let d = run(
-            &plan,
-            r#"{"model":"MoM","messages":[{"role":"user","content":"Fix my rust borrow error"}]}"#,
-        )
-        .unwrap();
+        let d =
+            run(&plan, r#"{"model":"MoM","messages":[{"role":"user","content":"Fix my rust borrow error"}]}"#).unwrap();
         assert_eq!(d.category_name(&plan), "technical");
         assert_eq!(d.adapter(), "tech-lora");
         assert_eq!(d.classifier.name(), "keyword");
-        let d = run(
-            &plan,
-            r#"{"messages":[{"role":"user","content":"What should I cook tonight?"}]}"#,
-        )
-        .unwrap();
+        let d = run(&plan, r#"{"messages":[{"role":"user","content":"What should I cook tonight?"}]}"#).unwrap();
         assert_eq!(d.category_name(&plan), "general");
         assert_eq!(d.adapter(), "");
         assert_eq!(d.classifier.name(), "default");
@@ -159,28 +141,19 @@ mod tests {
     fn aliases_normalise() {
         let plan = testing::plan();
         for name in ["tech-lora", "base:tech-lora", "base@tech-lora"] {
-            let d = run(
-                &plan,
-                &format!(r#"{{"model":"{name}","messages":[{{"role":"user","content":"hi"}}]}}"#),
-            )
-            .unwrap();
+            let d =
+                run(&plan, &format!(r#"{{"model":"{name}","messages":[{{"role":"user","content":"hi"}}]}}"#)).unwrap();
             assert_eq!(d.adapter(), "tech-lora", "{name}");
             assert_eq!(d.classifier, Classifier::Explicit);
         }
-        let d = run(
-            &plan,
-            r#"{"model":"base","adapter_id":"legal-lora","messages":[{"role":"user","content":"hi"}]}"#,
-        )
-        .unwrap();
+        let d = run(&plan, r#"{"model":"base","adapter_id":"legal-lora","messages":[{"role":"user","content":"hi"}]}"#)
+            .unwrap();
         assert_eq!(d.adapter(), "legal-lora");
         let d = run(&plan, r#"{"model":"base","messages":[{"role":"user","content":"hi"}]}"#).unwrap();
         assert_eq!(d.adapter(), "");
         for bad in ["nope", "other:tech-lora", "base@nope", "tech-lora:base"] {
-            let e = run(
-                &plan,
-                &format!(r#"{{"model":"{bad}","messages":[{{"role":"user","content":"hi"}}]}}"#),
-            )
-            .unwrap_err();
+            let e = run(&plan, &format!(r#"{{"model":"{bad}","messages":[{{"role":"user","content":"hi"}}]}}"#))
+                .unwrap_err();
             assert_eq!(e.status().as_u16(), 404, "{bad}");
         }
     }

@@ -10,10 +10,7 @@ use crate::request::{ApiKind, RequestView};
 
 pub fn rewrite(plan: &Plan, decision: &Decision, view: &mut RequestView) {
     let body = &mut view.body;
-    body.insert(
-        "model".into(),
-        Value::String(plan.upstream_model(&decision.target).to_string()),
-    );
+    body.insert("model".into(), Value::String(plan.upstream_model(&decision.target).to_string()));
     // Normalised into `model`; vLLM has no such field.
     body.remove("adapter_id");
     if view.kind != ApiKind::Chat {
@@ -31,9 +28,7 @@ pub fn rewrite(plan: &Plan, decision: &Decision, view: &mut RequestView) {
 }
 
 pub fn apply_system_prompt(messages: &mut Vec<Value>, prompt: &str, mode: SystemPromptMode) {
-    let existing = messages
-        .iter_mut()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("system"));
+    let existing = messages.iter_mut().find(|m| m.get("role").and_then(Value::as_str) == Some("system"));
     match (existing, mode) {
         (None, _) => messages.insert(0, serde_json::json!({"role": "system", "content": prompt})),
         (Some(m), SystemPromptMode::Replace) => {
@@ -52,9 +47,7 @@ pub fn apply_system_prompt(messages: &mut Vec<Value>, prompt: &str, mode: System
 pub fn apply_reasoning(body: &mut Map<String, Value>, family: &ReasoningSpec, use_reasoning: bool, effort: &str) {
     match family {
         ReasoningSpec::ChatTemplateKwargs { parameter } => {
-            let kwargs = body
-                .entry("chat_template_kwargs")
-                .or_insert_with(|| Value::Object(Map::new()));
+            let kwargs = body.entry("chat_template_kwargs").or_insert_with(|| Value::Object(Map::new()));
             if !kwargs.is_object() {
                 *kwargs = Value::Object(Map::new());
             }
@@ -102,17 +95,13 @@ mod tests {
 
     #[test]
     fn reasoning_families() {
-        let tk = ReasoningSpec::ChatTemplateKwargs {
-            parameter: "enable_thinking".into(),
-        };
+        let tk = ReasoningSpec::ChatTemplateKwargs { parameter: "enable_thinking".into() };
         let mut b = Map::new();
         b.insert("chat_template_kwargs".into(), json!({"other": 1}));
         apply_reasoning(&mut b, &tk, false, "medium");
         assert_eq!(b["chat_template_kwargs"], json!({"other": 1, "enable_thinking": false}));
 
-        let re = ReasoningSpec::ReasoningEffort {
-            parameter: "reasoning_effort".into(),
-        };
+        let re = ReasoningSpec::ReasoningEffort { parameter: "reasoning_effort".into() };
         let mut b = Map::new();
         b.insert("reasoning_effort".into(), json!("low"));
         apply_reasoning(&mut b, &re, true, "high");

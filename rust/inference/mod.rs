@@ -10,6 +10,7 @@
 pub mod model;
 pub mod pool;
 pub mod registry;
+pub mod unigram;
 
 use std::sync::OnceLock;
 
@@ -21,11 +22,7 @@ static ORT_LIBRARY: OnceLock<String> = OnceLock::new();
 /// same path; the first successful call wins for the life of the process.
 pub fn init_onnxruntime(path: &str) -> Result<(), String> {
     if let Some(loaded) = ORT_LIBRARY.get() {
-        return if loaded == path {
-            Ok(())
-        } else {
-            Err(format!("ONNX Runtime is already loaded from {loaded}"))
-        };
+        return if loaded == path { Ok(()) } else { Err(format!("ONNX Runtime is already loaded from {loaded}")) };
     }
     if !std::path::Path::new(path).is_absolute() {
         // ort resolves relative paths against the executable (the Python interpreter's dir).

@@ -4,15 +4,19 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::TensorRef;
 use serde::Deserialize;
-use tokenizers::Tokenizer;
+use tokenizers::{
+    DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
+};
 
 use super::pool::Pool;
+use super::unigram::CompactUnigram;
 
 /// Where a model lives and how to run it (resolved by Python into the plan).
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq, Hash)]
@@ -52,9 +56,62 @@ pub struct TokenInfo {
     pub truncated: bool,
 }
 
+/// The crate's tokenizer as tokenizer.json describes it, or the same pipeline around a compact
+/// Unigram model (see unigram.rs) for Unigram vocabularies.
+enum TextTokenizer {
+    Crate(Box<Tokenizer>),
+    Compact(
+        Box<
+            TokenizerImpl<CompactUnigram, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>,
+        >,
+    ),
+}
+
+impl TextTokenizer {
+    fn load(path: &str) -> Result<TextTokenizer, String> {
+        let err = |e: &dyn std::fmt::Display| format!("cannot load tokenizer {path}: {e}");
+        let text = std::fs::read_to_string(path).map_err(|e| err(&e))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(&e))?;
+        let model = &json["model"];
+        let compact = model["type"] == "Unigram"
+            && !model["byte_fallback"].as_bool().unwrap_or(false)
+            && json["added_tokens"].as_array().is_none_or(Vec::is_empty);
+        if !compact {
+            let mut t = Tokenizer::from_str(&text).map_err(|e| err(&e))?;
+            // Some exports pin padding and truncation (MiniLM's says Fixed(128)); TextModel does both.
+            t.with_padding(None);
+            t.with_truncation(None).map_err(|e| err(&e))?;
+            return Ok(TextTokenizer::Crate(Box::new(t)));
+        }
+        let vocab: Vec<(String, f64)> = serde_json::from_value(model["vocab"].clone()).map_err(|e| err(&e))?;
+        let unk = model["unk_id"].as_u64().ok_or_else(|| err(&"a Unigram model needs an unk_id"))? as usize;
+        let mut t = TokenizerImpl::new(CompactUnigram::new(&vocab, unk).map_err(|e| err(&e))?);
+        fn part<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<Option<T>, serde_json::Error> {
+            if v.is_null() {
+                Ok(None)
+            } else {
+                serde_json::from_value(v.clone()).map(Some)
+            }
+        }
+        t.with_normalizer(part::<NormalizerWrapper>(&json["normalizer"]).map_err(|e| err(&e))?).map_err(|e| err(&e))?;
+        t.with_pre_tokenizer(part::<PreTokenizerWrapper>(&json["pre_tokenizer"]).map_err(|e| err(&e))?);
+        t.with_post_processor(part::<PostProcessorWrapper>(&json["post_processor"]).map_err(|e| err(&e))?);
+        t.with_decoder(part::<DecoderWrapper>(&json["decoder"]).map_err(|e| err(&e))?);
+        Ok(TextTokenizer::Compact(Box::new(t)))
+    }
+
+    fn encode(&self, text: &str, specials: bool) -> Result<Vec<u32>, String> {
+        let enc = match self {
+            TextTokenizer::Crate(t) => t.encode(text, specials),
+            TextTokenizer::Compact(t) => t.encode(text, specials),
+        };
+        enc.map(|e| e.get_ids().to_vec()).map_err(|e| format!("tokenization failed: {e}"))
+    }
+}
+
 pub struct TextModel {
     pub spec: ModelSpec,
-    tokenizer: Tokenizer,
+    tokenizer: TextTokenizer,
     prefix: Vec<i64>,
     suffix: Vec<i64>,
     sessions: Pool<Session>,
@@ -73,18 +130,17 @@ impl TextModel {
         if spec.max_tokens < 4 || spec.sessions == 0 {
             return Err("max_tokens must be at least 4 and sessions at least 1".into());
         }
-        let mut tokenizer = Tokenizer::from_file(&spec.tokenizer)
-            .map_err(|e| format!("cannot load tokenizer {}: {e}", spec.tokenizer))?;
-        // Some exports pin padding and truncation (MiniLM's says Fixed(128)); this module
-        // does both itself.
-        tokenizer.with_padding(None);
-        tokenizer.with_truncation(None).map_err(|e| e.to_string())?;
+        let tokenizer = TextTokenizer::load(&spec.tokenizer)?;
         let (prefix, suffix) = special_tokens(&tokenizer)?;
 
         let mut sessions = Vec::with_capacity(spec.sessions);
         for _ in 0..spec.sessions {
             let s = Session::builder()
                 .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
+                // ONNX Runtime 1.31's fused SkipLayerNormalization kernel is ~5x slower than
+                // Add + LayerNormalization on CPU at batch 1; without it multilingual-e5-small
+                // takes 3.2 ms instead of 4.7 at 30 tokens (benches/signals_embedding.rs).
+                .and_then(|b| Ok(b.with_disabled_optimizers("SkipLayerNormFusion")?))
                 .and_then(|b| Ok(b.with_intra_threads(spec.intra_threads.max(1))?))
                 .and_then(|mut b| b.commit_from_file(&spec.model))
                 .map_err(|e| format!("cannot load ONNX model {}: {e}", spec.model))?;
@@ -93,20 +149,13 @@ impl TextModel {
         let names: Vec<String> = sessions[0].inputs().iter().map(|i| i.name().to_string()).collect();
         for required in ["input_ids", "attention_mask"] {
             if !names.iter().any(|n| n == required) {
-                return Err(format!(
-                    "ONNX model {} has no input '{required}' (inputs: {names:?})",
-                    spec.model
-                ));
+                return Err(format!("ONNX model {} has no input '{required}' (inputs: {names:?})", spec.model));
             }
         }
-        if let Some(other) = names
-            .iter()
-            .find(|n| !matches!(n.as_str(), "input_ids" | "attention_mask" | "token_type_ids"))
+        if let Some(other) =
+            names.iter().find(|n| !matches!(n.as_str(), "input_ids" | "attention_mask" | "token_type_ids"))
         {
-            return Err(format!(
-                "ONNX model {} needs an input lora-router cannot feed: '{other}'",
-                spec.model
-            ));
+            return Err(format!("ONNX model {} needs an input lora-router cannot feed: '{other}'", spec.model));
         }
         let feeds_token_types = names.iter().any(|n| n == "token_type_ids");
         let permits = Arc::new(tokio::sync::Semaphore::new(spec.sessions));
@@ -124,11 +173,7 @@ impl TextModel {
 
     /// Token ids for `text` within the budget, special tokens added.
     pub fn tokenize(&self, text: &str) -> Result<(Vec<i64>, TokenInfo), String> {
-        let budget = self
-            .spec
-            .max_tokens
-            .saturating_sub(self.prefix.len() + self.suffix.len())
-            .max(1);
+        let budget = self.spec.max_tokens.saturating_sub(self.prefix.len() + self.suffix.len()).max(1);
         // A token covers at least one character, so an input this long is certainly over
         // budget: cut it by characters first rather than tokenize all of it.
         let char_limit = budget * 12;
@@ -147,30 +192,18 @@ impl TextModel {
         } else {
             let all = self.encode(text, usize::MAX, Truncation::Head)?;
             let n = all.len();
-            (
-                cut(all, budget, self.spec.truncation),
-                Some(n + self.prefix.len() + self.suffix.len()),
-                n > budget,
-            )
+            (cut(all, budget, self.spec.truncation), Some(n + self.prefix.len() + self.suffix.len()), n > budget)
         };
         let mut ids = Vec::with_capacity(content.len() + self.prefix.len() + self.suffix.len());
         ids.extend_from_slice(&self.prefix);
         ids.extend(content);
         ids.extend_from_slice(&self.suffix);
-        let info = TokenInfo {
-            tokens: ids.len(),
-            original_tokens: original,
-            truncated,
-        };
+        let info = TokenInfo { tokens: ids.len(), original_tokens: original, truncated };
         Ok((ids, info))
     }
 
     fn encode(&self, text: &str, budget: usize, keep: Truncation) -> Result<Vec<i64>, String> {
-        let enc = self
-            .tokenizer
-            .encode(text, false)
-            .map_err(|e| format!("tokenization failed: {e}"))?;
-        let ids: Vec<i64> = enc.get_ids().iter().map(|&i| i64::from(i)).collect();
+        let ids = self.tokenizer.encode(text, false)?.into_iter().map(i64::from).collect();
         Ok(cut(ids, budget, keep))
     }
 
@@ -235,9 +268,8 @@ impl TextModel {
         };
         let missing: Vec<usize> = (0..texts.len()).filter(|&i| out[i].is_none()).collect();
         let workers = self.sessions.size().min(missing.len()).max(1);
-        let chunks: Vec<Vec<usize>> = (0..workers)
-            .map(|w| missing.iter().copied().skip(w).step_by(workers).collect())
-            .collect();
+        let chunks: Vec<Vec<usize>> =
+            (0..workers).map(|w| missing.iter().copied().skip(w).step_by(workers).collect()).collect();
         type Part = Result<Vec<(usize, Arc<[f32]>)>, String>;
         let computed: Vec<Part> = std::thread::scope(|s| {
             let handles: Vec<_> = chunks
@@ -251,10 +283,7 @@ impl TextModel {
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("embedding thread panicked".into())))
-                .collect()
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("embedding thread panicked".into()))).collect()
         });
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         for part in computed {
@@ -307,14 +336,10 @@ fn tail_chars(text: &str, n: usize) -> &str {
 
 /// The special tokens the tokenizer's post-processor puts around one sequence, found by
 /// comparing an encoding with and without them.
-fn special_tokens(tokenizer: &Tokenizer) -> Result<(Vec<i64>, Vec<i64>), String> {
+fn special_tokens(tokenizer: &TextTokenizer) -> Result<(Vec<i64>, Vec<i64>), String> {
     let probe = "probe";
-    let bare = tokenizer.encode(probe, false).map_err(|e| e.to_string())?;
-    let full = tokenizer.encode(probe, true).map_err(|e| e.to_string())?;
-    let (bare, full): (Vec<i64>, Vec<i64>) = (
-        bare.get_ids().iter().map(|&i| i64::from(i)).collect(),
-        full.get_ids().iter().map(|&i| i64::from(i)).collect(),
-    );
+    let bare: Vec<i64> = tokenizer.encode(probe, false)?.into_iter().map(i64::from).collect();
+    let full: Vec<i64> = tokenizer.encode(probe, true)?.into_iter().map(i64::from).collect();
     let start = (0..=full.len().saturating_sub(bare.len()))
         .find(|&s| full[s..].starts_with(&bare))
         .ok_or("the tokenizer's post-processor rewrites the text tokens; lora-router cannot use it")?;
@@ -355,11 +380,7 @@ mod model_tests {
 
     fn model(max_tokens: usize, truncation: Truncation) -> TextModel {
         testing::init();
-        TextModel::load(ModelSpec {
-            truncation,
-            ..testing::fixture_spec(max_tokens)
-        })
-        .unwrap()
+        TextModel::load(ModelSpec { truncation, ..testing::fixture_spec(max_tokens) }).unwrap()
     }
 
     #[test]
@@ -399,14 +420,8 @@ mod model_tests {
         let all = m.embed_all(&texts).unwrap();
         assert_eq!(all.len(), 12);
         let again = m.embed_all(&texts).unwrap();
-        assert!(
-            std::sync::Arc::ptr_eq(&all[3], &again[3]),
-            "second call comes from the cache"
-        );
-        assert_eq!(
-            normalize(m.infer("question 3 about python").unwrap().0),
-            all[3].to_vec()
-        );
+        assert!(std::sync::Arc::ptr_eq(&all[3], &again[3]), "second call comes from the cache");
+        assert_eq!(normalize(m.infer("question 3 about python").unwrap().0), all[3].to_vec());
     }
 
     #[test]

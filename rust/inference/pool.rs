@@ -12,11 +12,7 @@ pub struct Pool<T> {
 impl<T> Pool<T> {
     pub fn new(items: Vec<T>) -> Self {
         let size = items.len();
-        Pool {
-            items: Mutex::new(items),
-            available: Condvar::new(),
-            size,
-        }
+        Pool { items: Mutex::new(items), available: Condvar::new(), size }
     }
 
     pub fn size(&self) -> usize {

@@ -18,26 +18,20 @@ impl AuditLog {
     pub fn open(path: &str) -> std::io::Result<AuditLog> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let (tx, rx) = channel::<String>();
-        let writer = std::thread::Builder::new()
-            .name("lora-router-audit".into())
-            .spawn(move || {
-                let mut out = BufWriter::new(file);
-                while let Ok(line) = rx.recv() {
-                    let _ = out.write_all(line.as_bytes());
+        let writer = std::thread::Builder::new().name("lora-router-audit".into()).spawn(move || {
+            let mut out = BufWriter::new(file);
+            while let Ok(line) = rx.recv() {
+                let _ = out.write_all(line.as_bytes());
+                let _ = out.write_all(b"\n");
+                while let Ok(more) = rx.try_recv() {
+                    let _ = out.write_all(more.as_bytes());
                     let _ = out.write_all(b"\n");
-                    while let Ok(more) = rx.try_recv() {
-                        let _ = out.write_all(more.as_bytes());
-                        let _ = out.write_all(b"\n");
-                    }
-                    let _ = out.flush();
                 }
                 let _ = out.flush();
-            })?;
-        Ok(AuditLog {
-            path: path.to_string(),
-            tx: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-        })
+            }
+            let _ = out.flush();
+        })?;
+        Ok(AuditLog { path: path.to_string(), tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
     }
 
     pub fn path(&self) -> &str {

@@ -52,21 +52,15 @@ impl Histogram {
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(
-            out,
-            "{name}_sum {}",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        );
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
     }
 }
 
-const ROUTING_BOUNDS: &[f64] = &[
-    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-];
-const LATENCY_BOUNDS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-];
+const ROUTING_BOUNDS: &[f64] =
+    &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
+const LATENCY_BOUNDS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 pub struct Metrics {
     requests: Mutex<HashMap<RequestKey, u64>>,
@@ -168,26 +162,14 @@ impl Metrics {
             "# HELP lora_router_truncated_inputs_total Requests whose classified text exceeded the token budget.\n",
         );
         out.push_str("# TYPE lora_router_truncated_inputs_total counter\n");
-        let _ = writeln!(
-            out,
-            "lora_router_truncated_inputs_total {}",
-            self.truncated_inputs.load(Ordering::Relaxed)
-        );
-        self.routing.render(
-            &mut out,
-            "lora_router_routing_seconds",
-            "Time spent deciding where a request goes.",
-        );
+        let _ = writeln!(out, "lora_router_truncated_inputs_total {}", self.truncated_inputs.load(Ordering::Relaxed));
+        self.routing.render(&mut out, "lora_router_routing_seconds", "Time spent deciding where a request goes.");
         self.first_byte.render(
             &mut out,
             "lora_router_upstream_first_byte_seconds",
             "Time until upstream response headers.",
         );
-        self.duration.render(
-            &mut out,
-            "lora_router_request_duration_seconds",
-            "Time until the response body ended.",
-        );
+        self.duration.render(&mut out, "lora_router_request_duration_seconds", "Time until the response body ended.");
         let _ = writeln!(
             out,
             "# HELP lora_router_client_disconnects_total Responses cut short by the client.\n# TYPE lora_router_client_disconnects_total counter\nlora_router_client_disconnects_total {}",
@@ -211,12 +193,7 @@ impl Metrics {
         out.push_str("# HELP lora_router_backend_inflight Requests the router has in flight to the endpoint.\n");
         out.push_str("# TYPE lora_router_backend_inflight gauge\n");
         for r in &plan.endpoints {
-            let _ = writeln!(
-                out,
-                "lora_router_backend_inflight{{backend=\"{}\"}} {}",
-                esc(&r.name),
-                r.inflight()
-            );
+            let _ = writeln!(out, "lora_router_backend_inflight{{backend=\"{}\"}} {}", esc(&r.name), r.inflight());
         }
         out
     }

@@ -22,10 +22,7 @@ pub struct Observer {
 
 impl Observer {
     pub fn new(audit_path: Option<&str>) -> std::io::Result<Observer> {
-        let o = Observer {
-            metrics: Metrics::default(),
-            audit: ArcSwapOption::empty(),
-        };
+        let o = Observer { metrics: Metrics::default(), audit: ArcSwapOption::empty() };
         o.set_audit_path(audit_path)?;
         Ok(o)
     }
@@ -60,9 +57,7 @@ impl Observer {
         let latency = r.started.elapsed();
         let (category, model, classifier) = match (&r.plan, &r.decision) {
             (Some(plan), Some(d)) => (
-                d.category
-                    .map(|c| plan.categories[c].name.clone())
-                    .unwrap_or_else(|| Arc::from("")),
+                d.category.map(|c| plan.categories[c].name.clone()).unwrap_or_else(|| Arc::from("")),
                 Arc::from(plan.upstream_model(&d.target)),
                 Arc::from(d.classifier.name()),
             ),
@@ -181,12 +176,7 @@ pub struct Completion {
 
 impl Completion {
     pub fn new(observer: Arc<Observer>, record: RequestRecord, inflight: Option<InflightGuard>) -> Self {
-        Completion {
-            observer,
-            record,
-            outcome: Outcome::ClientDisconnected,
-            _inflight: inflight,
-        }
+        Completion { observer, record, outcome: Outcome::ClientDisconnected, _inflight: inflight }
     }
 }
 

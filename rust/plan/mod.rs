@@ -22,10 +22,7 @@ pub struct PlanError {
 
 impl PlanError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        PlanError {
-            path: path.into(),
-            message: message.into(),
-        }
+        PlanError { path: path.into(), message: message.into() }
     }
 }
 
@@ -103,19 +100,12 @@ impl Plan {
         if spec.version != PLAN_VERSION {
             return Err(PlanError::new(
                 "version",
-                format!(
-                    "plan version {} is not supported (expected {PLAN_VERSION})",
-                    spec.version
-                ),
+                format!("plan version {} is not supported (expected {PLAN_VERSION})", spec.version),
             ));
         }
         let endpoints = build_endpoints(&spec.endpoints, previous)?;
-        let endpoint_index: HashMap<&str, usize> = spec
-            .endpoints
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.as_str(), i))
-            .collect();
+        let endpoint_index: HashMap<&str, usize> =
+            spec.endpoints.iter().enumerate().map(|(i, e)| (e.name.as_str(), i)).collect();
 
         let mut bases = Vec::with_capacity(spec.models.len());
         let mut models = HashMap::new();
@@ -129,24 +119,12 @@ impl Plan {
                 eps.push(idx);
             }
             if models.insert(m.name.clone(), ModelRef::Base(bi)).is_some() {
-                return Err(PlanError::new(
-                    format!("{path}.name"),
-                    format!("duplicate model name '{}'", m.name),
-                ));
+                return Err(PlanError::new(format!("{path}.name"), format!("duplicate model name '{}'", m.name)));
             }
             let mut adapters = Vec::new();
             for (ai, a) in m.adapters.iter().enumerate() {
                 let name: Arc<str> = Arc::from(a.name.as_str());
-                if models
-                    .insert(
-                        a.name.clone(),
-                        ModelRef::Adapter {
-                            base: bi,
-                            name: name.clone(),
-                        },
-                    )
-                    .is_some()
-                {
+                if models.insert(a.name.clone(), ModelRef::Adapter { base: bi, name: name.clone() }).is_some() {
                     return Err(PlanError::new(
                         format!("{path}.adapters[{ai}].name"),
                         format!("duplicate model name '{}'", a.name),
@@ -167,10 +145,7 @@ impl Plan {
         for (ci, c) in spec.categories.iter().enumerate() {
             let path = format!("categories[{ci}]");
             if category_index.insert(c.name.clone(), ci).is_some() {
-                return Err(PlanError::new(
-                    format!("{path}.name"),
-                    format!("duplicate category '{}'", c.name),
-                ));
+                return Err(PlanError::new(format!("{path}.name"), format!("duplicate category '{}'", c.name)));
             }
             let mut targets = Vec::with_capacity(c.targets.len());
             for (ti, t) in c.targets.iter().enumerate() {
@@ -178,10 +153,7 @@ impl Plan {
                 targets.push(resolve_target(t, &models, &bases, &tpath)?);
             }
             if targets.is_empty() {
-                return Err(PlanError::new(
-                    format!("{path}.targets"),
-                    "a category needs at least one target",
-                ));
+                return Err(PlanError::new(format!("{path}.targets"), "a category needs at least one target"));
             }
             // Stable sort: equal scores keep config order.
             targets.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -193,10 +165,7 @@ impl Plan {
             });
         }
         let default_category = *category_index.get(&spec.default_category).ok_or_else(|| {
-            PlanError::new(
-                "default_category",
-                format!("unknown category '{}'", spec.default_category),
-            )
+            PlanError::new("default_category", format!("unknown category '{}'", spec.default_category))
         })?;
 
         let mut signals = Vec::with_capacity(spec.signals.len());
@@ -249,16 +218,10 @@ fn build_endpoints(specs: &[EndpointSpec], previous: Option<&Plan>) -> Result<Ve
     for (i, e) in specs.iter().enumerate() {
         let path = format!("endpoints[{i}]");
         if seen.insert(e.name.as_str(), i).is_some() {
-            return Err(PlanError::new(
-                format!("{path}.name"),
-                format!("duplicate endpoint '{}'", e.name),
-            ));
+            return Err(PlanError::new(format!("{path}.name"), format!("duplicate endpoint '{}'", e.name)));
         }
         if !(e.weight.is_finite() && e.weight > 0.0) {
-            return Err(PlanError::new(
-                format!("{path}.weight"),
-                "weight must be a positive number",
-            ));
+            return Err(PlanError::new(format!("{path}.weight"), "weight must be a positive number"));
         }
         let reused = previous.and_then(|p| p.endpoints.iter().find(|r| r.same_address(e)).cloned());
         let replica = match reused {
@@ -281,12 +244,7 @@ fn resolve_target(
 ) -> Result<Target, PlanError> {
     let base = match models.get(&t.model) {
         Some(ModelRef::Base(b)) => *b,
-        _ => {
-            return Err(PlanError::new(
-                format!("{path}.model"),
-                format!("'{}' is not a base model", t.model),
-            ))
-        }
+        _ => return Err(PlanError::new(format!("{path}.model"), format!("'{}' is not a base model", t.model))),
     };
     let adapter = match &t.adapter {
         None => None,
@@ -361,10 +319,7 @@ mod tests {
     fn compiles_and_indexes_models() {
         let plan = testing::plan();
         assert_eq!(plan.models.get("base"), Some(&ModelRef::Base(0)));
-        assert!(matches!(
-            plan.models.get("tech-lora"),
-            Some(ModelRef::Adapter { base: 0, .. })
-        ));
+        assert!(matches!(plan.models.get("tech-lora"), Some(ModelRef::Adapter { base: 0, .. })));
         assert_eq!(plan.category_name(plan.default_category), "general");
         assert!(plan.is_virtual_model("mom"));
         assert!(plan.is_virtual_model("AUTO"));

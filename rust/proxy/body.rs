@@ -20,34 +20,22 @@ use crate::observe::{Completion, Outcome};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub enum RouterBody {
-    Full {
-        data: Option<Bytes>,
-        completion: Option<Box<Completion>>,
-    },
+    Full { data: Option<Bytes>, completion: Option<Box<Completion>> },
     Upstream(Box<UpstreamBody>),
 }
 
 impl RouterBody {
     pub fn full(data: impl Into<Bytes>) -> Self {
-        RouterBody::Full {
-            data: Some(data.into()),
-            completion: None,
-        }
+        RouterBody::Full { data: Some(data.into()), completion: None }
     }
 
     pub fn empty() -> Self {
-        RouterBody::Full {
-            data: None,
-            completion: None,
-        }
+        RouterBody::Full { data: None, completion: None }
     }
 
     pub fn with_completion(self, c: Completion) -> Self {
         match self {
-            RouterBody::Full { data, .. } => RouterBody::Full {
-                data,
-                completion: Some(Box::new(c)),
-            },
+            RouterBody::Full { data, .. } => RouterBody::Full { data, completion: Some(Box::new(c)) },
             RouterBody::Upstream(mut u) => {
                 u.completion = Some(c);
                 RouterBody::Upstream(u)

@@ -53,13 +53,7 @@ pub async fn forward(
 ) -> Response<RouterBody> {
     let base = match &record.decision {
         Some(d) => d.target.base,
-        None => {
-            return fail(
-                state,
-                record,
-                RouterError::new(ErrorKind::Internal, "no decision to forward"),
-            )
-        }
+        None => return fail(state, record, RouterError::new(ErrorKind::Internal, "no decision to forward")),
     };
     let max_attempts = if plan.server.retry_connect_errors { 2 } else { 1 };
     let timeout = Duration::from_millis(plan.server.request_timeout_ms);
@@ -99,18 +93,10 @@ pub async fn forward(
                 drop(inflight);
                 last_connect_error = Some(RouterError::new(
                     ErrorKind::UpstreamUnreachable,
-                    format!(
-                        "Could not connect to the endpoint '{}': {}",
-                        replica.name,
-                        source_message(&e)
-                    ),
+                    format!("Could not connect to the endpoint '{}': {}", replica.name, source_message(&e)),
                 ));
                 if record.attempts < max_attempts {
-                    state
-                        .observer
-                        .metrics
-                        .retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    state.observer.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     continue;
                 }
                 return fail(state, record, last_connect_error.take().unwrap());
@@ -118,22 +104,14 @@ pub async fn forward(
             Ok(Err(e)) => {
                 let err = RouterError::new(
                     ErrorKind::UpstreamUnreachable,
-                    format!(
-                        "The endpoint '{}' failed before answering: {}",
-                        replica.name,
-                        source_message(&e)
-                    ),
+                    format!("The endpoint '{}' failed before answering: {}", replica.name, source_message(&e)),
                 );
                 return fail(state, record, err);
             }
             Ok(Ok(upstream)) => {
                 let first_byte = sent.elapsed();
                 record.first_byte_us = Some(first_byte.as_micros() as u64);
-                state
-                    .observer
-                    .metrics
-                    .first_byte
-                    .observe_seconds(first_byte.as_secs_f64());
+                state.observer.metrics.first_byte.observe_seconds(first_byte.as_secs_f64());
                 return relay(state, &plan, upstream, record, inflight);
             }
         }

@@ -21,14 +21,8 @@ use crate::errors::{ErrorKind, RouterError};
 use crate::observe::RequestRecord;
 use crate::request::{ApiKind, RequestView};
 
-const KNOWN_PATHS: &[&str] = &[
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/models",
-    "/v1/classify",
-    "/health",
-    "/metrics",
-];
+const KNOWN_PATHS: &[&str] =
+    &["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/metrics"];
 
 pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<Response<RouterBody>, Infallible> {
     let response = match (req.method(), req.uri().path()) {
@@ -39,20 +33,14 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
         (&Method::GET, "/health") => health(&state),
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(RouterBody::full(state.observer.metrics.render(&state.plan.load())));
-            r.headers_mut().insert(
-                http::header::CONTENT_TYPE,
-                http::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
+            r.headers_mut()
+                .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
             r
         }
-        (m, p) if KNOWN_PATHS.contains(&p) => error_response(&RouterError::new(
-            ErrorKind::MethodNotAllowed,
-            format!("Method {m} is not allowed on {p}."),
-        )),
-        (_, p) => error_response(&RouterError::new(
-            ErrorKind::RouteNotFound,
-            format!("No route for {p}."),
-        )),
+        (m, p) if KNOWN_PATHS.contains(&p) => {
+            error_response(&RouterError::new(ErrorKind::MethodNotAllowed, format!("Method {m} is not allowed on {p}.")))
+        }
+        (_, p) => error_response(&RouterError::new(ErrorKind::RouteNotFound, format!("No route for {p}."))),
     };
     Ok(response)
 }
@@ -79,11 +67,7 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
     rewrite(&plan, &decision, &mut view);
     let upstream_body = view.to_bytes();
     record.routing_us = started.elapsed().as_micros() as u64;
-    state
-        .observer
-        .metrics
-        .routing
-        .observe_seconds(started.elapsed().as_secs_f64());
+    state.observer.metrics.routing.observe_seconds(started.elapsed().as_secs_f64());
     record.plan = Some(plan.clone());
     record.decision = Some(decision);
     forward(state, plan, kind.path(), &parts.headers, upstream_body, record).await
@@ -117,36 +101,22 @@ fn health(state: &RouterState) -> Response<RouterBody> {
     let endpoints: serde_json::Map<String, serde_json::Value> = plan
         .endpoints
         .iter()
-        .map(|r| {
-            (
-                r.name.to_string(),
-                json!(if r.is_healthy() { "healthy" } else { "unhealthy" }),
-            )
-        })
+        .map(|r| (r.name.to_string(), json!(if r.is_healthy() { "healthy" } else { "unhealthy" })))
         .collect();
     json_value(StatusCode::OK, &json!({"status": "ok", "endpoints": endpoints}))
 }
 
 pub async fn read_body(headers: &http::HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, RouterError> {
-    let too_large = || {
-        RouterError::new(
-            ErrorKind::BodyTooLarge,
-            format!("The request body exceeds the limit of {limit} bytes."),
-        )
-    };
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let too_large =
+        || RouterError::new(ErrorKind::BodyTooLarge, format!("The request body exceeds the limit of {limit} bytes."));
+    let declared =
+        headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-        Err(e) => Err(RouterError::new(
-            ErrorKind::InvalidRequest,
-            format!("Could not read the request body: {e}"),
-        )),
+        Err(e) => Err(RouterError::new(ErrorKind::InvalidRequest, format!("Could not read the request body: {e}"))),
     }
 }

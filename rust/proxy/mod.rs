@@ -84,10 +84,7 @@ struct RequestIds {
 
 impl RequestIds {
     fn new() -> Self {
-        RequestIds {
-            prefix: format!("lr-{:08x}", rng::next_u64() as u32),
-            counter: AtomicU64::new(0),
-        }
+        RequestIds { prefix: format!("lr-{:08x}", rng::next_u64() as u32), counter: AtomicU64::new(0) }
     }
 
     fn next(&self) -> Arc<str> {

@@ -25,8 +25,7 @@ pub const H_TRUNCATED: HeaderName = HeaderName::from_static("x-lora-router-trunc
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     let mut r = Response::new(RouterBody::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -37,8 +36,7 @@ pub fn json_value(status: StatusCode, v: &Value) -> Response<RouterBody> {
 pub fn error_response(e: &RouterError) -> Response<RouterBody> {
     let mut r = json_response(e.status(), e.body());
     if let Some(secs) = e.retry_after {
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
     }
     r
 }

@@ -13,12 +13,7 @@ use pyo3::prelude::*;
 use crate::errors::ALL_KINDS;
 use crate::plan::PlanError;
 
-create_exception!(
-    lora_router._native,
-    PlanErrorPy,
-    PyValueError,
-    "A plan the native core cannot compile."
-);
+create_exception!(lora_router._native, PlanErrorPy, PyValueError, "A plan the native core cannot compile.");
 
 pub(crate) fn plan_error(e: PlanError) -> PyErr {
     PlanErrorPy::new_err(e.to_string())
@@ -27,10 +22,7 @@ pub(crate) fn plan_error(e: PlanError) -> PyErr {
 /// Every error kind the router answers with, as (kind, HTTP status, envelope type).
 #[pyfunction]
 fn error_kinds() -> Vec<(&'static str, u16, &'static str)> {
-    ALL_KINDS
-        .iter()
-        .map(|k| (k.name(), k.status().as_u16(), k.type_name()))
-        .collect()
+    ALL_KINDS.iter().map(|k| (k.name(), k.status().as_u16(), k.type_name())).collect()
 }
 
 #[pymodule(gil_used = false)]

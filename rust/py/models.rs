@@ -25,9 +25,7 @@ impl PyTextModel {
     fn new(py: Python<'_>, spec_json: &str) -> PyResult<Self> {
         let spec: ModelSpec =
             serde_json::from_str(spec_json).map_err(|e| PyValueError::new_err(format!("model spec: {e}")))?;
-        let model = py
-            .detach(|| registry::get_or_load(&spec))
-            .map_err(PyValueError::new_err)?;
+        let model = py.detach(|| registry::get_or_load(&spec)).map_err(PyValueError::new_err)?;
         Ok(PyTextModel { model })
     }
 
@@ -41,13 +39,8 @@ impl PyTextModel {
     /// The model's output vector for each text (embeddings or logits), one text at a time.
     fn infer(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Vec<Vec<f32>>> {
         let model = self.model.clone();
-        py.detach(move || {
-            texts
-                .iter()
-                .map(|t| model.infer(t).map(|(v, _)| v))
-                .collect::<Result<Vec<_>, String>>()
-        })
-        .map_err(PyRuntimeError::new_err)
+        py.detach(move || texts.iter().map(|t| model.infer(t).map(|(v, _)| v)).collect::<Result<Vec<_>, String>>())
+            .map_err(PyRuntimeError::new_err)
     }
 
     /// L2-normalised embeddings of `texts`, on every session in parallel.

@@ -36,11 +36,7 @@ impl PyRouter {
     fn new(plan_json: &str, threads: usize) -> PyResult<Self> {
         let plan = Plan::from_json(plan_json, None).map_err(plan_error)?;
         let state = RouterState::new(plan).map_err(plan_error)?;
-        Ok(PyRouter {
-            state,
-            threads,
-            running: Mutex::new(None),
-        })
+        Ok(PyRouter { state, threads, running: Mutex::new(None) })
     }
 
     /// Compiles a new plan and swaps it in; requests in flight keep the old one.
@@ -69,10 +65,7 @@ impl PyRouter {
 
     /// Starts serving on host:port (port 0 picks a free one); returns the bound address.
     fn start(&self, py: Python<'_>, host: &str, port: u16) -> PyResult<(String, u16)> {
-        let mut running = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("router state poisoned"))?;
+        let mut running = self.running.lock().map_err(|_| PyRuntimeError::new_err("router state poisoned"))?;
         if running.is_some() {
             return Err(PyRuntimeError::new_err("the router is already serving"));
         }
@@ -89,21 +82,14 @@ impl PyRouter {
         let (health_stop, stop_rx) = tokio::sync::watch::channel(false);
         rt.spawn(health::run(state, stop_rx));
         let local = handle.local_addr;
-        *running = Some(Running {
-            server: handle,
-            health_stop,
-        });
+        *running = Some(Running { server: handle, health_stop });
         Ok((local.ip().to_string(), local.port()))
     }
 
     /// Stops accepting, waits for in-flight requests (up to the drain timeout), flushes the
     /// audit log.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("router state poisoned"))?
-            .take();
+        let taken = self.running.lock().map_err(|_| PyRuntimeError::new_err("router state poisoned"))?.take();
         if let Some(r) = taken {
             let _ = r.health_stop.send(true);
             py.detach(move || r.server.stop());
@@ -121,8 +107,6 @@ impl PyRouter {
     #[getter]
     fn address(&self) -> Option<(String, u16)> {
         let running = self.running.lock().ok()?;
-        running
-            .as_ref()
-            .map(|r| (r.server.local_addr.ip().to_string(), r.server.local_addr.port()))
+        running.as_ref().map(|r| (r.server.local_addr.ip().to_string(), r.server.local_addr.port()))
     }
 }

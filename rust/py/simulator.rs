@@ -25,18 +25,11 @@ impl PySimulator {
         let config: SimConfig =
             serde_json::from_str(config_json).map_err(|e| PyValueError::new_err(format!("simulator config: {e}")))?;
         let state = sim::build(config).map_err(PyValueError::new_err)?;
-        Ok(PySimulator {
-            state,
-            threads,
-            running: Mutex::new(None),
-        })
+        Ok(PySimulator { state, threads, running: Mutex::new(None) })
     }
 
     fn start(&self, py: Python<'_>, host: &str, port: u16) -> PyResult<(String, u16)> {
-        let mut running = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("simulator state poisoned"))?;
+        let mut running = self.running.lock().map_err(|_| PyRuntimeError::new_err("simulator state poisoned"))?;
         if running.is_some() {
             return Err(PyRuntimeError::new_err("the simulator is already serving"));
         }
@@ -44,14 +37,7 @@ impl PySimulator {
         let rt = server::runtime(self.threads);
         let state = self.state.clone();
         let handle = py
-            .detach(|| {
-                server::spawn(
-                    rt,
-                    addr,
-                    move |req| handlers::handle(state.clone(), req),
-                    Duration::from_secs(1),
-                )
-            })
+            .detach(|| server::spawn(rt, addr, move |req| handlers::handle(state.clone(), req), Duration::from_secs(1)))
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
         let local = handle.local_addr;
         *running = Some(handle);
@@ -59,11 +45,7 @@ impl PySimulator {
     }
 
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
-        let taken = self
-            .running
-            .lock()
-            .map_err(|_| PyRuntimeError::new_err("simulator state poisoned"))?
-            .take();
+        let taken = self.running.lock().map_err(|_| PyRuntimeError::new_err("simulator state poisoned"))?.take();
         if let Some(h) = taken {
             py.detach(move || h.stop());
         }

@@ -37,12 +37,7 @@ pub async fn run(state: Arc<RouterState>, mut stop: tokio::sync::watch::Receiver
 }
 
 async fn probe(state: &RouterState, authority: &str, timeout: Duration) -> bool {
-    let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query("/health")
-        .build()
-    else {
+    let Ok(uri) = Uri::builder().scheme("http").authority(authority).path_and_query("/health").build() else {
         return false;
     };
     let mut req = Request::new(Full::new(Bytes::new()));

@@ -41,38 +41,26 @@ pub struct RequestView {
 impl RequestView {
     pub fn parse(kind: ApiKind, bytes: &[u8]) -> Result<RequestView, RouterError> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            RouterError::new(
-                ErrorKind::InvalidJson,
-                format!("The request body is not valid JSON: {e}"),
-            )
+            RouterError::new(ErrorKind::InvalidJson, format!("The request body is not valid JSON: {e}"))
         })?;
         let Value::Object(body) = value else {
-            return Err(RouterError::new(
-                ErrorKind::InvalidRequest,
-                "The request body must be a JSON object.",
-            ));
+            return Err(RouterError::new(ErrorKind::InvalidRequest, "The request body must be a JSON object."));
         };
         match kind {
             ApiKind::Chat => match body.get("messages") {
                 None | Some(Value::Null) => {
-                    return Err(
-                        RouterError::new(ErrorKind::InvalidRequest, "Field required: 'messages'.")
-                            .with_param("messages"),
-                    )
+                    return Err(RouterError::new(ErrorKind::InvalidRequest, "Field required: 'messages'.")
+                        .with_param("messages"))
                 }
                 Some(Value::Array(a)) if !a.is_empty() => {
                     if a.iter().any(|m| !m.is_object()) {
-                        return Err(
-                            RouterError::new(ErrorKind::InvalidRequest, "Each message must be an object.")
-                                .with_param("messages"),
-                        );
+                        return Err(RouterError::new(ErrorKind::InvalidRequest, "Each message must be an object.")
+                            .with_param("messages"));
                     }
                 }
                 Some(_) => {
-                    return Err(
-                        RouterError::new(ErrorKind::InvalidRequest, "'messages' must be a non-empty list.")
-                            .with_param("messages"),
-                    )
+                    return Err(RouterError::new(ErrorKind::InvalidRequest, "'messages' must be a non-empty list.")
+                        .with_param("messages"))
                 }
             },
             ApiKind::Completions => {
@@ -86,10 +74,8 @@ impl RequestView {
         for field in ["model", "adapter_id"] {
             if let Some(v) = body.get(field) {
                 if !(v.is_string() || v.is_null()) {
-                    return Err(
-                        RouterError::new(ErrorKind::InvalidRequest, format!("'{field}' must be a string."))
-                            .with_param(if field == "model" { "model" } else { "adapter_id" }),
-                    );
+                    return Err(RouterError::new(ErrorKind::InvalidRequest, format!("'{field}' must be a string."))
+                        .with_param(if field == "model" { "model" } else { "adapter_id" }));
                 }
             }
         }
@@ -98,7 +84,7 @@ impl RequestView {
             Some(Value::Bool(b)) => *b,
             Some(_) => {
                 return Err(
-                    RouterError::new(ErrorKind::InvalidRequest, "'stream' must be a boolean.").with_param("stream"),
+                    RouterError::new(ErrorKind::InvalidRequest, "'stream' must be a boolean.").with_param("stream")
                 )
             }
         };
@@ -108,16 +94,10 @@ impl RequestView {
     /// A view built from `{"text": ...}` or `{"messages": [...]}` for `/v1/classify` and the CLI.
     pub fn for_classification(bytes: &[u8]) -> Result<RequestView, RouterError> {
         let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            RouterError::new(
-                ErrorKind::InvalidJson,
-                format!("The request body is not valid JSON: {e}"),
-            )
+            RouterError::new(ErrorKind::InvalidJson, format!("The request body is not valid JSON: {e}"))
         })?;
         let Value::Object(mut body) = value else {
-            return Err(RouterError::new(
-                ErrorKind::InvalidRequest,
-                "The request body must be a JSON object.",
-            ));
+            return Err(RouterError::new(ErrorKind::InvalidRequest, "The request body must be a JSON object."));
         };
         if let Some(text) = body.remove("text") {
             let Value::String(text) = text else {
@@ -138,10 +118,7 @@ impl RequestView {
 
     /// LoRAX names the adapter in its own field.
     pub fn adapter_id(&self) -> Option<&str> {
-        self.body
-            .get("adapter_id")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
+        self.body.get("adapter_id").and_then(Value::as_str).filter(|s| !s.is_empty())
     }
 
     /// The text signals classify, chosen by the plan's message policy.
@@ -226,17 +203,10 @@ mod tests {
         assert_eq!(chat(r#"{"model":"x"}"#).unwrap_err().param, Some("messages"));
         assert_eq!(chat(r#"{"messages":[]}"#).unwrap_err().param, Some("messages"));
         assert_eq!(
-            chat(r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#)
-                .unwrap_err()
-                .param,
+            chat(r#"{"messages":[{"role":"user","content":"x"}],"stream":"yes"}"#).unwrap_err().param,
             Some("stream")
         );
-        assert_eq!(
-            chat(r#"{"messages":[{"role":"user","content":"x"}],"model":3}"#)
-                .unwrap_err()
-                .param,
-            Some("model")
-        );
+        assert_eq!(chat(r#"{"messages":[{"role":"user","content":"x"}],"model":3}"#).unwrap_err().param, Some("model"));
         let e = RequestView::parse(ApiKind::Completions, br#"{"model":"x"}"#).unwrap_err();
         assert_eq!(e.param, Some("prompt"));
     }
@@ -250,20 +220,14 @@ mod tests {
         .unwrap();
         assert_eq!(v.classify_text(MessagePolicy::LastUser), "second");
         assert_eq!(v.classify_text(MessagePolicy::AllUser), "first\nsecond");
-        assert_eq!(
-            v.classify_text(MessagePolicy::Conversation),
-            "sys\nfirst\nreply\nsecond"
-        );
+        assert_eq!(v.classify_text(MessagePolicy::Conversation), "sys\nfirst\nreply\nsecond");
     }
 
     #[test]
     fn field_order_survives() {
         let raw = r#"{"zeta":1,"messages":[{"role":"user","content":"x"}],"alpha":{"b":2,"a":1},"model":"m"}"#;
         let v = chat(raw).unwrap();
-        assert_eq!(
-            String::from_utf8(v.to_bytes().to_vec()).unwrap(),
-            raw.replace(['\n', ' '], "")
-        );
+        assert_eq!(String::from_utf8(v.to_bytes().to_vec()).unwrap(), raw.replace(['\n', ' '], ""));
     }
 
     #[test]

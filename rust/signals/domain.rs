@@ -20,12 +20,7 @@ pub struct DomainSignal {
 
 impl DomainSignal {
     pub fn build(spec: &SignalSpec, index: &HashMap<String, usize>, path: &str) -> Result<DomainSignal, PlanError> {
-        let SignalSpec::Domain {
-            model,
-            labels,
-            threshold,
-        } = spec
-        else {
+        let SignalSpec::Domain { model, labels, threshold } = spec else {
             return Err(PlanError::new(path, "not a domain signal"));
         };
         let loaded = registry::get_or_load(model).map_err(|e| PlanError::new(format!("{path}.model"), e))?;
@@ -37,12 +32,7 @@ impl DomainSignal {
                 None => Ok((Arc::from(format!("label-{i}")), None)),
             })
             .collect::<Result<Vec<_>, PlanError>>()?;
-        Ok(DomainSignal {
-            model: loaded,
-            labels,
-            threshold: *threshold as f32,
-            name: Arc::from("domain"),
-        })
+        Ok(DomainSignal { model: loaded, labels, threshold: *threshold as f32, name: Arc::from("domain") })
     }
 
     pub fn name(&self) -> &Arc<str> {
@@ -58,11 +48,7 @@ impl DomainSignal {
             Err(e) => return SignalResult::abstain(self.name.clone(), Evidence::Error(e)),
         };
         if logits.len() != self.labels.len() {
-            let msg = format!(
-                "the classifier returned {} scores for {} labels",
-                logits.len(),
-                self.labels.len()
-            );
+            let msg = format!("the classifier returned {} scores for {} labels", logits.len(), self.labels.len());
             return SignalResult::abstain(self.name.clone(), Evidence::Error(msg));
         }
         let probs = softmax(&logits, 1.0);

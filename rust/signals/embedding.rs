@@ -51,10 +51,7 @@ impl EmbeddingSignal {
         let mut groups: Vec<Vec<Arc<[f32]>>> = Vec::new();
         for (i, c) in cats.iter().enumerate() {
             let cat = *index.get(&c.category).ok_or_else(|| {
-                PlanError::new(
-                    format!("{path}.categories[{i}].category"),
-                    format!("unknown category '{}'", c.category),
-                )
+                PlanError::new(format!("{path}.categories[{i}].category"), format!("unknown category '{}'", c.category))
             })?;
             let wanted: Vec<String> = c.texts.iter().filter(|t| !t.trim().is_empty()).cloned().collect();
             if wanted.is_empty() {
@@ -63,25 +60,15 @@ impl EmbeddingSignal {
                     "a category needs a description or examples",
                 ));
             }
-            let embs = loaded
-                .embed_all(&wanted)
-                .map_err(|e| PlanError::new(format!("{path}.categories[{i}]"), e))?;
+            let embs = loaded.embed_all(&wanted).map_err(|e| PlanError::new(format!("{path}.categories[{i}]"), e))?;
             categories.push(cat);
             groups.push(embs);
         }
         if categories.is_empty() {
-            return Err(PlanError::new(
-                format!("{path}.categories"),
-                "no category to compare with",
-            ));
+            return Err(PlanError::new(format!("{path}.categories"), "no category to compare with"));
         }
         let whitener = if *whiten && *method == EmbeddingMethod::Centroid {
-            Whitener::fit(
-                &groups
-                    .iter()
-                    .map(|g| g.iter().map(|e| &e[..]).collect())
-                    .collect::<Vec<_>>(),
-            )
+            Whitener::fit(&groups.iter().map(|g| g.iter().map(|e| &e[..]).collect()).collect::<Vec<_>>())
         } else {
             None
         };
@@ -90,9 +77,7 @@ impl EmbeddingSignal {
             .map(|g| {
                 let mut mean = vec![0f32; g[0].len()];
                 for e in g {
-                    mean.iter_mut()
-                        .zip(e.iter())
-                        .for_each(|(m, x)| *m += x / g.len() as f32);
+                    mean.iter_mut().zip(e.iter()).for_each(|(m, x)| *m += x / g.len() as f32);
                 }
                 Arc::from(match &whitener {
                     Some(w) => w.apply(&mean),
@@ -100,20 +85,12 @@ impl EmbeddingSignal {
                 })
             })
             .collect();
-        let texts = groups
-            .into_iter()
-            .enumerate()
-            .flat_map(|(row, g)| g.into_iter().map(move |e| (row, e)))
-            .collect();
+        let texts = groups.into_iter().enumerate().flat_map(|(row, g)| g.into_iter().map(move |e| (row, e))).collect();
         Ok(EmbeddingSignal {
             model: loaded,
             method: *method,
             k: (*k).max(1),
-            temperature: if whitener.is_some() {
-                *temperature
-            } else {
-                *cosine_temperature
-            } as f32,
+            temperature: if whitener.is_some() { *temperature } else { *cosine_temperature } as f32,
             threshold: *threshold as f32,
             margin: *margin as f32,
             categories,
@@ -223,22 +200,15 @@ mod tests {
                 &["contract law court", "lease bank loan"],
             ],
         );
-        let Signal::Embedding(e) = &p.signals[0] else {
-            panic!("embedding signal expected")
-        };
+        let Signal::Embedding(e) = &p.signals[0] else { panic!("embedding signal expected") };
         assert!(e.whitening().is_some());
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         // An example itself is most similar to its own category.
         let r = rt.block_on(e.evaluate(&p, "python code bug"));
         assert_eq!(r.category, Some(0));
         assert!(r.decided);
         assert_eq!(r.tokens.unwrap().tokens, 5);
-        let Evidence::Scores(scores) = &r.evidence else {
-            panic!("scores expected")
-        };
+        let Evidence::Scores(scores) = &r.evidence else { panic!("scores expected") };
         assert_eq!(scores.len(), 2);
         assert!((scores.iter().map(|s| s.probability).sum::<f32>() - 1.0).abs() < 1e-4);
         // Blank text abstains.
@@ -248,9 +218,7 @@ mod tests {
     #[test]
     fn descriptions_only_use_plain_cosine() {
         let p = plan(true, &[&["programming questions"], &["legal questions"]]);
-        let Signal::Embedding(e) = &p.signals[0] else {
-            panic!("embedding signal expected")
-        };
+        let Signal::Embedding(e) = &p.signals[0] else { panic!("embedding signal expected") };
         assert!(e.whitening().is_none());
     }
 

@@ -60,16 +60,10 @@ impl KeywordSignal {
         for (ri, spec) in specs.iter().enumerate() {
             let rpath = format!("{path}.rules[{ri}]");
             let category = *categories.get(&spec.category).ok_or_else(|| {
-                PlanError::new(
-                    format!("{rpath}.category"),
-                    format!("unknown category '{}'", spec.category),
-                )
+                PlanError::new(format!("{rpath}.category"), format!("unknown category '{}'", spec.category))
             })?;
             if spec.keywords.is_empty() {
-                return Err(PlanError::new(
-                    format!("{rpath}.keywords"),
-                    "a rule needs at least one keyword",
-                ));
+                return Err(PlanError::new(format!("{rpath}.keywords"), "a rule needs at least one keyword"));
             }
             let start = keywords.len();
             for (ki, kw) in spec.keywords.iter().enumerate() {
@@ -95,11 +89,7 @@ impl KeywordSignal {
                 });
                 owners[pid].push(id);
             }
-            rules.push(Rule {
-                category,
-                operator: spec.operator,
-                keywords: start..keywords.len(),
-            });
+            rules.push(Rule { category, operator: spec.operator, keywords: start..keywords.len() });
         }
 
         Ok(KeywordSignal {
@@ -116,11 +106,7 @@ impl KeywordSignal {
         let mut found = vec![false; self.keywords.len()];
         if let Some(m) = &self.insensitive {
             // The automaton folds ASCII case; other scripts are lower-cased first.
-            let hay: Cow<str> = if text.is_ascii() {
-                Cow::Borrowed(text)
-            } else {
-                Cow::Owned(text.to_lowercase())
-            };
+            let hay: Cow<str> = if text.is_ascii() { Cow::Borrowed(text) } else { Cow::Owned(text.to_lowercase()) };
             m.scan(&hay, &self.keywords, &mut found);
         }
         if let Some(m) = &self.sensitive {
@@ -141,10 +127,7 @@ impl KeywordSignal {
                 KeywordOperator::Nor => hits.is_empty(),
             };
             if holds {
-                out.push((
-                    rule.category,
-                    hits.iter().map(|&k| self.keywords[k].text.clone()).collect(),
-                ));
+                out.push((rule.category, hits.iter().map(|&k| self.keywords[k].text.clone()).collect()));
             }
         }
         out
@@ -308,10 +291,7 @@ mod tests {
 
     #[test]
     fn cjk_has_no_word_boundaries() {
-        let (s, _) = signal(&[
-            ("legal", Or, &["合同", "contract"], false, true),
-            ("ai", Or, &["AI"], false, true),
-        ]);
+        let (s, _) = signal(&[("legal", Or, &["合同", "contract"], false, true), ("ai", Or, &["AI"], false, true)]);
         assert_eq!(holds(&s, "请帮我审查这份合同的条款"), vec![0]);
         assert_eq!(holds(&s, "我们的AI模型"), vec![1]);
         assert!(holds(&s, "MAIL").is_empty());
@@ -326,16 +306,12 @@ mod tests {
     #[test]
     fn keyword_match_reports_keywords() {
         let plan = crate::plan::testing::plan();
-        let crate::signals::Signal::Keyword(k) = &plan.signals[0] else {
-            panic!("keyword signal expected")
-        };
+        let crate::signals::Signal::Keyword(k) = &plan.signals[0] else { panic!("keyword signal expected") };
         let r = k.evaluate(&plan, "How do I parse JSON in Rust and review a contract?");
         // technical (score 1.0) beats legal (0.9).
         assert_eq!(r.category, Some(0));
         assert!(r.decided);
-        let Evidence::Keywords(m) = r.evidence else {
-            panic!("expected keyword evidence")
-        };
+        let Evidence::Keywords(m) = r.evidence else { panic!("expected keyword evidence") };
         assert_eq!(m.len(), 2);
     }
 }

@@ -101,15 +101,7 @@ pub struct Score {
 
 impl SignalResult {
     pub fn abstain(signal: Arc<str>, evidence: Evidence) -> SignalResult {
-        SignalResult {
-            signal,
-            category: None,
-            confidence: 0.0,
-            decided: false,
-            evidence,
-            tokens: None,
-            elapsed_us: 0,
-        }
+        SignalResult { signal, category: None, confidence: 0.0, decided: false, evidence, tokens: None, elapsed_us: 0 }
     }
 
     pub fn to_json(&self, plan: &Plan) -> Value {

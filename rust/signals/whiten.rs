@@ -124,10 +124,7 @@ mod tests {
         // Two classes that differ only in dimension 1, with large shared noise in dimension 0.
         let a: Vec<Vec<f32>> = (0..6).map(|i| vec![(i as f32 - 2.5) * 2.0, 0.1]).collect();
         let b: Vec<Vec<f32>> = (0..6).map(|i| vec![(i as f32 - 2.5) * 2.0, -0.1]).collect();
-        let groups = vec![
-            a.iter().map(Vec::as_slice).collect(),
-            b.iter().map(Vec::as_slice).collect(),
-        ];
+        let groups = vec![a.iter().map(Vec::as_slice).collect(), b.iter().map(Vec::as_slice).collect()];
         let w = Whitener::fit(&groups).unwrap();
         let (ca, cb) = (w.apply(&[0.0, 0.1]), w.apply(&[0.0, -0.1]));
         let q = w.apply(&[4.0, 0.08]);

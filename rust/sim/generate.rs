@@ -119,11 +119,7 @@ impl Completion {
     /// the usage chunk if asked for, then `[DONE]`.
     pub fn timed_events(&self, ttft: Duration, itl: Duration) -> Vec<(Duration, Bytes)> {
         let created = unix_seconds();
-        let object = if self.chat {
-            "chat.completion.chunk"
-        } else {
-            "text_completion"
-        };
+        let object = if self.chat { "chat.completion.chunk" } else { "text_completion" };
         let mut out = Vec::with_capacity(self.tokens.len() + 3);
         if self.chat {
             out.push((Duration::ZERO, event(&json!({"id": self.id, "object": object, "created": created, "model": self.model,
@@ -151,10 +147,8 @@ impl Completion {
         if self.include_usage {
             out.push((
                 Duration::ZERO,
-                event(
-                    &json!({"id": self.id, "object": object, "created": created, "model": self.model,
-                "choices": [], "usage": self.usage(), "system_fingerprint": FINGERPRINT}),
-                ),
+                event(&json!({"id": self.id, "object": object, "created": created, "model": self.model,
+                "choices": [], "usage": self.usage(), "system_fingerprint": FINGERPRINT})),
             ));
         }
         out.push((Duration::ZERO, Bytes::from_static(b"data: [DONE]\n\n")));
@@ -187,21 +181,13 @@ impl EngineSlot {
         generated: u64,
     ) -> Self {
         state.running.fetch_add(1, Ordering::Relaxed);
-        EngineSlot {
-            state,
-            adapter,
-            finished: false,
-            generated,
-            _permit: permit,
-        }
+        EngineSlot { state, adapter, finished: false, generated, _permit: permit }
     }
 
     pub fn finish(&mut self) {
         if !self.finished {
             self.finished = true;
-            self.state
-                .generation_tokens_total
-                .fetch_add(self.generated, Ordering::Relaxed);
+            self.state.generation_tokens_total.fetch_add(self.generated, Ordering::Relaxed);
             self.state.finished_length_total.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -229,11 +215,7 @@ pub struct StreamBody {
 
 impl StreamBody {
     pub fn new(events: Vec<(Duration, Bytes)>, slot: EngineSlot) -> Self {
-        StreamBody {
-            events: events.into(),
-            timer: None,
-            slot: Some(slot),
-        }
+        StreamBody { events: events.into(), timer: None, slot: Some(slot) }
     }
 }
 

@@ -62,19 +62,12 @@ fn respond(status: StatusCode, content_type: Option<&'static str>, body: impl In
 }
 
 fn json_resp(status: StatusCode, v: &Value) -> Resp {
-    respond(
-        status,
-        Some("application/json"),
-        serde_json::to_vec(v).unwrap_or_default(),
-    )
+    respond(status, Some("application/json"), serde_json::to_vec(v).unwrap_or_default())
 }
 
 /// vLLM's error envelope.
 fn error(status: StatusCode, message: &str, kind: &str, param: Option<&str>) -> Resp {
-    json_resp(
-        status,
-        &json!({"error": {"message": message, "type": kind, "param": param, "code": status.as_u16()}}),
-    )
+    json_resp(status, &json!({"error": {"message": message, "type": kind, "param": param, "code": status.as_u16()}}))
 }
 
 /// vLLM answers request-validation failures with 400 (not FastAPI's 422) in this shape.
@@ -82,12 +75,7 @@ fn missing_field(field: &str) -> Resp {
     let message = format!(
         "1 validation error:\n  {{'type': 'missing', 'loc': 'body.{field}', 'msg': 'Field required', 'input': '<dict>'}}"
     );
-    error(
-        StatusCode::BAD_REQUEST,
-        &message,
-        "Bad Request",
-        Some(&format!("body.{field}")),
-    )
+    error(StatusCode::BAD_REQUEST, &message, "Bad Request", Some(&format!("body.{field}")))
 }
 
 fn invalid_json(e: &serde_json::Error) -> Resp {
@@ -122,15 +110,12 @@ pub async fn handle(state: Arc<SimState>, req: Request<Incoming>) -> Result<Resp
         (Method::GET, "/v1/models") => models(&state),
         (Method::GET, "/health") | (Method::GET, "/ping") => respond(StatusCode::OK, None, Bytes::new()),
         (Method::GET, "/version") => json_resp(StatusCode::OK, &json!({"version": "0.32.0"})),
-        (Method::GET, "/load") => json_resp(
-            StatusCode::OK,
-            &json!({"server_load": state.running.load(Ordering::Relaxed)}),
-        ),
-        (Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            Some("text/plain; version=0.0.4; charset=utf-8"),
-            metrics(&state),
-        ),
+        (Method::GET, "/load") => {
+            json_resp(StatusCode::OK, &json!({"server_load": state.running.load(Ordering::Relaxed)}))
+        }
+        (Method::GET, "/metrics") => {
+            respond(StatusCode::OK, Some("text/plain; version=0.0.4; charset=utf-8"), metrics(&state))
+        }
         (Method::POST, "/v1/load_lora_adapter") if lora_api => load_adapter(state, req).await,
         (Method::POST, "/v1/unload_lora_adapter") if lora_api => unload_adapter(state, req).await,
         (Method::GET, "/sim/requests") => recent(&state),
@@ -151,14 +136,7 @@ async fn read_json(req: Request<Incoming>, state: &SimState) -> Result<(http::He
     let (parts, body) = req.into_parts();
     let bytes = match body.collect().await {
         Ok(c) => c.to_bytes(),
-        Err(_) => {
-            return Err(error(
-                StatusCode::BAD_REQUEST,
-                "could not read the request body",
-                "Bad Request",
-                None,
-            ))
-        }
+        Err(_) => return Err(error(StatusCode::BAD_REQUEST, "could not read the request body", "Bad Request", None)),
     };
     state.remember(&path, &bytes);
     match serde_json::from_slice::<Value>(&bytes) {
@@ -209,10 +187,7 @@ async fn generate(state: Arc<SimState>, req: Request<Incoming>, chat: bool) -> R
         return error(StatusCode::BAD_REQUEST, &msg, "BadRequestError", Some("max_tokens"));
     }
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let include_usage = body
-        .pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let include_usage = body.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
     let prompt = prompt_tokens(&body);
     state.prompt_tokens_total.fetch_add(prompt, Ordering::Relaxed);
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok());
@@ -228,12 +203,7 @@ async fn generate(state: Arc<SimState>, req: Request<Incoming>, chat: bool) -> R
             match p {
                 Ok(p) => p,
                 Err(_) => {
-                    return error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "engine stopped",
-                        "ServiceUnavailableError",
-                        None,
-                    )
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "engine stopped", "ServiceUnavailableError", None)
                 }
             }
         }
@@ -251,10 +221,7 @@ async fn generate(state: Arc<SimState>, req: Request<Incoming>, chat: bool) -> R
     if stream {
         let events = completion.timed_events(ttft, itl);
         let mut r = Response::new(SimBody::Stream(Box::new(StreamBody::new(events, slot))));
-        r.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream; charset=utf-8"),
-        );
+        r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
         return r;
     }
     sleep(ttft + itl * (max_tokens.saturating_sub(1) as u32)).await;
@@ -321,11 +288,7 @@ async fn load_adapter(state: Arc<SimState>, req: Request<Incoming>) -> Resp {
     sleep(state.config.lora_load()).await;
     state.register(name, path);
     // Plain text and no content-type, exactly as vLLM answers.
-    respond(
-        StatusCode::OK,
-        None,
-        format!("Success: LoRA adapter '{name}' added successfully."),
-    )
+    respond(StatusCode::OK, None, format!("Success: LoRA adapter '{name}' added successfully."))
 }
 
 async fn unload_adapter(state: Arc<SimState>, req: Request<Incoming>) -> Resp {
@@ -340,11 +303,7 @@ async fn unload_adapter(state: Arc<SimState>, req: Request<Incoming>) -> Resp {
         let msg = format!("The lora adapter '{name}' cannot be found.");
         return error(StatusCode::NOT_FOUND, &msg, "NotFoundError", None);
     }
-    respond(
-        StatusCode::OK,
-        None,
-        format!("Success: LoRA adapter '{name}' removed successfully."),
-    )
+    respond(StatusCode::OK, None, format!("Success: LoRA adapter '{name}' removed successfully."))
 }
 
 fn models(state: &SimState) -> Resp {
@@ -356,15 +315,11 @@ fn models(state: &SimState) -> Resp {
             "allow_search_indices": false, "allow_view": true, "allow_fine_tuning": false, "organization": "*",
             "group": null, "is_blocking": false}])
     };
-    let mut data = vec![
-        json!({"id": c.served_model_name, "object": "model", "created": created, "owned_by": "vllm",
-        "root": c.model_path, "parent": null, "max_model_len": c.max_model_len, "permission": perm()}),
-    ];
+    let mut data = vec![json!({"id": c.served_model_name, "object": "model", "created": created, "owned_by": "vllm",
+        "root": c.model_path, "parent": null, "max_model_len": c.max_model_len, "permission": perm()})];
     for (name, path) in state.adapters() {
-        data.push(
-            json!({"id": &*name, "object": "model", "created": created, "owned_by": "vllm",
-            "root": path, "parent": c.served_model_name, "max_model_len": null, "permission": perm()}),
-        );
+        data.push(json!({"id": &*name, "object": "model", "created": created, "owned_by": "vllm",
+            "root": path, "parent": c.served_model_name, "max_model_len": null, "permission": perm()}));
     }
     json_resp(StatusCode::OK, &json!({"object": "list", "data": data}))
 }
@@ -427,12 +382,7 @@ fn metrics(state: &SimState) -> String {
             state.config.max_loras
         );
     }
-    gauge(
-        &mut out,
-        "vllm:lora_requests_info",
-        "Running stats on lora requests.",
-        info.trim_end().to_string(),
-    );
+    gauge(&mut out, "vllm:lora_requests_info", "Running stats on lora requests.", info.trim_end().to_string());
     let counter = |out: &mut String, name: &str, help: &str, value: String| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{value}");
     };
@@ -440,19 +390,13 @@ fn metrics(state: &SimState) -> String {
         &mut out,
         "vllm:prompt_tokens_total",
         "Number of prefill tokens processed.",
-        format!(
-            "vllm:prompt_tokens_total{{{labels}}} {}.0",
-            state.prompt_tokens_total.load(Ordering::Relaxed)
-        ),
+        format!("vllm:prompt_tokens_total{{{labels}}} {}.0", state.prompt_tokens_total.load(Ordering::Relaxed)),
     );
     counter(
         &mut out,
         "vllm:generation_tokens_total",
         "Number of generation tokens processed.",
-        format!(
-            "vllm:generation_tokens_total{{{labels}}} {}.0",
-            state.generation_tokens_total.load(Ordering::Relaxed)
-        ),
+        format!("vllm:generation_tokens_total{{{labels}}} {}.0", state.generation_tokens_total.load(Ordering::Relaxed)),
     );
     counter(
         &mut out,
@@ -468,37 +412,25 @@ fn metrics(state: &SimState) -> String {
         &mut out,
         "lora_router_sim:requests_total",
         "Inference requests received.",
-        format!(
-            "lora_router_sim:requests_total {}",
-            state.requests_total.load(Ordering::Relaxed)
-        ),
+        format!("lora_router_sim:requests_total {}", state.requests_total.load(Ordering::Relaxed)),
     );
     counter(
         &mut out,
         "lora_router_sim:requests_cancelled_total",
         "Requests whose client went away before the end.",
-        format!(
-            "lora_router_sim:requests_cancelled_total {}",
-            state.cancelled_total.load(Ordering::Relaxed)
-        ),
+        format!("lora_router_sim:requests_cancelled_total {}", state.cancelled_total.load(Ordering::Relaxed)),
     );
     counter(
         &mut out,
         "lora_router_sim:lora_loads_total",
         "Adapters loaded into a GPU slot.",
-        format!(
-            "lora_router_sim:lora_loads_total {}",
-            state.lora_loads_total.load(Ordering::Relaxed)
-        ),
+        format!("lora_router_sim:lora_loads_total {}", state.lora_loads_total.load(Ordering::Relaxed)),
     );
     counter(
         &mut out,
         "lora_router_sim:lora_evictions_total",
         "Adapters evicted from a GPU slot.",
-        format!(
-            "lora_router_sim:lora_evictions_total {}",
-            state.lora_evictions_total.load(Ordering::Relaxed)
-        ),
+        format!("lora_router_sim:lora_evictions_total {}", state.lora_evictions_total.load(Ordering::Relaxed)),
     );
     let mut resident = String::new();
     for a in state.resident() {

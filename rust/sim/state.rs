@@ -60,15 +60,8 @@ pub enum SlotGrant {
 
 impl SimState {
     pub fn new(config: SimConfig) -> SimState {
-        let registry = config
-            .lora_modules
-            .iter()
-            .map(|(n, p)| (Arc::from(n.as_str()), p.clone()))
-            .collect();
-        let slots = Slots {
-            capacity: config.max_loras,
-            ..Slots::default()
-        };
+        let registry = config.lora_modules.iter().map(|(n, p)| (Arc::from(n.as_str()), p.clone())).collect();
+        let slots = Slots { capacity: config.max_loras, ..Slots::default() };
         let capacity = Arc::new(Semaphore::new(config.max_num_seqs.max(1)));
         SimState {
             config,
@@ -97,12 +90,7 @@ impl SimState {
     }
 
     pub fn adapter(&self, name: &str) -> Option<Arc<str>> {
-        self.registry
-            .lock()
-            .ok()?
-            .iter()
-            .find(|(n, _)| &**n == name)
-            .map(|(n, _)| n.clone())
+        self.registry.lock().ok()?.iter().find(|(n, _)| &**n == name).map(|(n, _)| n.clone())
     }
 
     pub fn register(&self, name: &str, path: &str) -> bool {
@@ -160,11 +148,7 @@ impl SimState {
             return Some(SlotGrant::Resident);
         }
         if s.entries.len() < s.capacity {
-            s.entries.push(Slot {
-                name: name.clone(),
-                users: 1,
-                last_used: clock,
-            });
+            s.entries.push(Slot { name: name.clone(), users: 1, last_used: clock });
             return Some(SlotGrant::Loaded { evicted: None });
         }
         let victim = s
@@ -174,17 +158,9 @@ impl SimState {
             .filter(|(_, e)| e.users == 0)
             .min_by_key(|(_, e)| e.last_used)
             .map(|(i, _)| i)?;
-        let evicted = std::mem::replace(
-            &mut s.entries[victim],
-            Slot {
-                name: name.clone(),
-                users: 1,
-                last_used: clock,
-            },
-        );
-        Some(SlotGrant::Loaded {
-            evicted: Some(evicted.name),
-        })
+        let evicted =
+            std::mem::replace(&mut s.entries[victim], Slot { name: name.clone(), users: 1, last_used: clock });
+        Some(SlotGrant::Loaded { evicted: Some(evicted.name) })
     }
 
     pub fn release_slot(&self, name: &Arc<str>) {
@@ -207,11 +183,7 @@ impl SimState {
     /// Adapters with requests in flight, for `vllm:lora_requests_info`.
     pub fn active_adapters(&self) -> Vec<Arc<str>> {
         let Ok(s) = self.slots.lock() else { return Vec::new() };
-        s.entries
-            .iter()
-            .filter(|e| e.users > 0)
-            .map(|e| e.name.clone())
-            .collect()
+        s.entries.iter().filter(|e| e.users > 0).map(|e| e.name.clone()).collect()
     }
 
     /// Records the current adapter activity as vLLM's engine does each iteration: the series
@@ -246,10 +218,7 @@ impl SimState {
     }
 
     pub fn recent(&self) -> Vec<(String, Bytes)> {
-        self.recent
-            .lock()
-            .map(|r| r.iter().cloned().collect())
-            .unwrap_or_default()
+        self.recent.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default()
     }
 
     pub fn clear_recent(&self) {
@@ -260,10 +229,7 @@ impl SimState {
 }
 
 fn now_ts() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// What vLLM requires of an adapter path: a directory holding `adapter_config.json`, whose
@@ -334,12 +300,7 @@ mod tests {
         assert_eq!(s.try_acquire(&a), Some(SlotGrant::Resident));
         s.release_slot(&a);
         // b is least recently used now.
-        assert_eq!(
-            s.try_acquire(&c),
-            Some(SlotGrant::Loaded {
-                evicted: Some(b.clone())
-            })
-        );
+        assert_eq!(s.try_acquire(&c), Some(SlotGrant::Loaded { evicted: Some(b.clone()) }));
         // a and c are busy: d must wait.
         assert_eq!(s.try_acquire(&a), Some(SlotGrant::Resident));
         assert_eq!(s.try_acquire(&"d".into()), None);

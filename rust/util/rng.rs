@@ -8,10 +8,7 @@ thread_local! {
 }
 
 fn seed() -> u64 {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
     let local = 0u8;
     let addr = &local as *const u8 as u64;
     super::hash::mix64(nanos ^ addr.rotate_left(32)) | 1

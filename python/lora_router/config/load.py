@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from ..errors import LoraRouterError
 from .models import RouterConfig
 
 
@@ -25,7 +26,7 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class ConfigError(Exception):
+class ConfigError(LoraRouterError):
     """An invalid configuration. ``problems`` lists everything wrong, not only the first."""
 
     def __init__(self, file: str, problems: Iterable[Problem]):

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import LoraRouterError
 from .catalog import DEFAULT_ENCODER, SHIPPED, ShippedModel
 
 log = logging.getLogger("lora_router.models")
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 
-class ModelError(Exception):
+class ModelError(LoraRouterError):
     pass
 
 

@@ -73,7 +73,7 @@ SHIPPED: dict[str, ShippedModel] = {
             },
             toolchain={"onnx": "1.23.2", "onnxruntime": "1.31.1", "numpy": "2.4.6", "sentencepiece": "0.2.3"},
             outputs_sha256={
-                "model.onnx": "9a6adc86a14507466e3326b9720ad44dd348cb2bb1d932ec0d5820d1d1900c1a",
+                "model.onnx": "734c05acfc79ec6dc3445d44b15fd373431d81681b657ebbcaf173559bda8cb1",
                 "tokenizer.json": "667b4b009563c897fb6021d79408c6fd1a79bb6d04f57d9580a5e2cfe045a297",
             },
         ),

@@ -3,9 +3,11 @@ mean pooling and L2 normalisation (the contract every lora-router encoder meets:
 ``input_ids`` and ``attention_mask``, output ``sentence_embedding`` [batch, dim]), pooling
 added to exports that return per-token states, and a linear classification head.
 
-The encoder's node layout follows what ONNX Runtime's transformer fusions recognise
-(MatMul+Add per projection, Reshape/Transpose per head, Div by sqrt(head_dim), erf GELU, Add
-before LayerNormalization)."""
+The encoder's layout keeps the operator count low, which is what short inputs pay for: Q, K
+and V come from one MatMul (one dynamic quantisation of the input instead of three) and are
+split afterwards; the 1/sqrt(head_dim) attention scale is folded into the Q weights; GELU is
+the erf form and each residual Add feeds a LayerNormalization, which ONNX Runtime fuses into
+Gelu and SkipLayerNormalization."""
 
 from __future__ import annotations
 
@@ -51,7 +53,6 @@ def bert_encoder(w: dict, heads: int, eps: float, name: str = "encoder") -> onnx
     c("f_1", np.array(1.0, np.float32))
     c("f_half", np.array(0.5, np.float32))
     c("f_sqrt2", np.array(math.sqrt(2.0), np.float32))
-    c("f_sqrt_head_dim", np.array(math.sqrt(head_dim), np.float32))
     c("f_mask_value", np.array(-10000.0, np.float32))
     c("f_count_floor", np.array(1e-9, np.float32))
     c("f_norm_floor", np.array(1e-12, np.float32))
@@ -77,10 +78,19 @@ def bert_encoder(w: dict, heads: int, eps: float, name: str = "encoder") -> onnx
         def split(inp: str, perm: list[int]) -> str:
             return b.op("Transpose", [b.op("Reshape", [inp, "shape_split_heads"])], perm=perm)
 
-        q = split(dense(x, "q"), [0, 2, 1, 3])
-        k = split(dense(x, "k"), [0, 2, 3, 1])
-        v = split(dense(x, "v"), [0, 2, 1, 3])
-        scores = b.op("Add", [b.op("Div", [b.op("MatMul", [q, k]), "f_sqrt_head_dim"]), additive_mask])
+        scale = 1.0 / math.sqrt(head_dim)
+        (wq, bq), (wk, bk), (wv, bv) = layer["q"], layer["k"], layer["v"]
+        c(f"l{i}_qkv_w", np.ascontiguousarray(np.concatenate([wq * scale, wk, wv]).T.astype(np.float32)))
+        c(f"l{i}_qkv_b", np.concatenate([bq * scale, bk, bv]).astype(np.float32))
+        c(f"l{i}_qkv_split", np.array([hidden, hidden, hidden], np.int64))
+        qkv = b.op("Add", [b.op("MatMul", [x, f"l{i}_qkv_w"]), f"l{i}_qkv_b"])
+        parts = [f"l{i}_{n}_proj" for n in ("q", "k", "v")]
+        split_node = helper.make_node("Split", [qkv, f"l{i}_qkv_split"], parts, name=f"Split_{len(b.nodes)}", axis=-1)
+        b.nodes.append(split_node)
+        q = split(parts[0], [0, 2, 1, 3])
+        k = split(parts[1], [0, 2, 3, 1])
+        v = split(parts[2], [0, 2, 1, 3])
+        scores = b.op("Add", [b.op("MatMul", [q, k]), additive_mask])
         context = b.op("MatMul", [b.op("Softmax", [scores], axis=-1), v])
         context = b.op("Reshape", [b.op("Transpose", [context], perm=[0, 2, 1, 3]), "shape_merge_heads"])
         c(f"l{i}_aln_w", layer["aln"][0])
