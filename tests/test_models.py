@@ -240,3 +240,10 @@ def test_onnxruntime_library_is_found_without_importing_onnxruntime():
     assert out.startswith("/") and "libonnxruntime.so" in out
     assert not out.endswith(".so")  # the wheel ships only the versioned file
     assert build.TOOLCHAIN_PACKAGES
+
+
+def test_models_directory_notices_match_the_catalog():
+    from support import ROOT
+
+    for name, spec in models.SHIPPED.items():
+        assert (ROOT / "models" / f"NOTICE-{name}").read_text() == spec.notice
