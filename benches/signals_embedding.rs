@@ -76,7 +76,12 @@ fn main() {
             let model = TextModel::load(spec).unwrap_or_else(|e| panic!("{e} (run `lora-router models build` first)"));
             let text = text_of(&model, n);
             assert_eq!(model.tokenize(&text).unwrap().0.len(), n);
-            let (p50, p99) = time_ms(if n > 200 { 40 } else if n > 100 { 100 } else { 300 }, || {
+            let rounds = match n {
+                0..=100 => 300,
+                101..=200 => 100,
+                _ => 40,
+            };
+            let (p50, p99) = time_ms(rounds, || {
                 std::hint::black_box(model.infer(std::hint::black_box(&text)).unwrap());
             });
             let (tok50, _) = time_ms(1000, || {
