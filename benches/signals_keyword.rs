@@ -13,7 +13,7 @@ mod common;
 use std::time::Instant;
 
 use common::fixtures;
-use lora_router::decision::{decide, rewrite};
+use lora_router::decision::{decide, rewrite, RequestContext};
 use lora_router::plan::Plan;
 use lora_router::request::{ApiKind, RequestView};
 use lora_router::signals::Signal;
@@ -92,11 +92,11 @@ fn main() {
         results.insert(name, serde_json::json!({"p50_us": p50, "p99_us": p99}));
 
         let view = RequestView::parse(ApiKind::Chat, &body).unwrap();
-        let d = rt.block_on(decide(&plan, &view)).unwrap();
+        let d = rt.block_on(decide(&plan, &view, &RequestContext::default())).unwrap();
         assert_eq!(d.category.is_some() && d.classifier.name() == "keyword", hits > 0);
         let (p50, p99) = time_per_call(300, 100, || {
             let mut view = RequestView::parse(ApiKind::Chat, std::hint::black_box(&body)).unwrap();
-            let d = rt.block_on(decide(&plan, &view)).unwrap();
+            let d = rt.block_on(decide(&plan, &view, &RequestContext::default())).unwrap();
             rewrite(&plan, &d, &mut view);
             std::hint::black_box(view.to_bytes());
         });

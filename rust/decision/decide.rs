@@ -1,20 +1,58 @@
 //! From a parsed request to a `Decision`. Explicit names resolve directly (with the alias
 //! spellings clients use elsewhere); `MoM`/`auto` runs the signals in plan order and the first
-//! that reaches its threshold picks the category, else the default category serves.
+//! that reaches its threshold picks the category, else the default category serves. An
+//! external classifier that decides may also suggest a model or adapter, a system prompt and
+//! a reasoning setting; suggestions the router cannot honour are recorded, not applied.
 
 use std::sync::Arc;
 
 use crate::errors::RouterError;
 use crate::plan::{ModelRef, Plan, Target};
 use crate::request::{RequestView, Requested};
-use crate::signals::SignalResult;
+use crate::signals::{Hints, SignalInput, SignalResult};
 
-use super::{Classifier, Decision};
+use super::{Classifier, Decision, HintNote};
 
-pub async fn decide(plan: &Plan, view: &RequestView) -> Result<Decision, RouterError> {
+/// What the router knows about a request besides its body.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// Lower-cased request headers, without credentials (authorization, cookies).
+    pub headers: Vec<(String, String)>,
+    pub tenant: Option<Arc<str>>,
+}
+
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key"];
+
+impl RequestContext {
+    pub fn from_headers(headers: &http::HeaderMap) -> RequestContext {
+        let headers = headers
+            .iter()
+            .filter(|(name, _)| !CREDENTIAL_HEADERS.contains(&name.as_str()))
+            .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+            .collect();
+        RequestContext { headers, tenant: None }
+    }
+
+    /// From header pairs given by a caller (the offline `Router.classify`): lower-cased, and
+    /// without credentials, as on the data plane.
+    pub fn from_pairs(pairs: Vec<(String, String)>, tenant: Option<&str>) -> RequestContext {
+        let headers = pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .filter(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.as_str()))
+            .collect();
+        RequestContext { headers, tenant: tenant.map(Arc::from) }
+    }
+}
+
+pub async fn decide(plan: &Plan, view: &RequestView, ctx: &RequestContext) -> Result<Decision, RouterError> {
     match requested(plan, view) {
         Requested::Named(name) => explicit(plan, name),
-        Requested::Auto => Ok(classify(plan, &view.classify_text(plan.classify_messages)).await),
+        Requested::Auto => {
+            let text = view.classify_text(plan.classify_messages);
+            let input = SignalInput { text: &text, view, headers: &ctx.headers, tenant: ctx.tenant.as_deref() };
+            Ok(classify(plan, &input).await)
+        }
     }
 }
 
@@ -50,16 +88,16 @@ pub fn resolve_model(plan: &Plan, name: &str) -> Option<ModelRef> {
     None
 }
 
-fn explicit(plan: &Plan, name: &str) -> Result<Decision, RouterError> {
-    let target = match resolve_model(plan, name) {
-        Some(ModelRef::Base(base)) => {
-            Target { base, adapter: None, score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
-        }
-        Some(ModelRef::Adapter { base, name }) => {
-            Target { base, adapter: Some(name), score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
-        }
-        None => return Err(RouterError::model_not_found(name)),
+fn target_for(r: ModelRef) -> Target {
+    let (base, adapter) = match r {
+        ModelRef::Base(base) => (base, None),
+        ModelRef::Adapter { base, name } => (base, Some(name)),
     };
+    Target { base, adapter, score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
+}
+
+fn explicit(plan: &Plan, name: &str) -> Result<Decision, RouterError> {
+    let target = resolve_model(plan, name).map(target_for).ok_or_else(|| RouterError::model_not_found(name))?;
     Ok(Decision {
         classifier: Classifier::Explicit,
         category: None,
@@ -67,27 +105,70 @@ fn explicit(plan: &Plan, name: &str) -> Result<Decision, RouterError> {
         target,
         system_prompt: None,
         signals: Vec::new(),
+        hints: Vec::new(),
     })
 }
 
 /// Runs the signals in order; the first that decides wins. Always succeeds: with no decision
 /// the default category serves.
-pub async fn classify(plan: &Plan, text: &str) -> Decision {
+pub async fn classify(plan: &Plan, input: &SignalInput<'_>) -> Decision {
     let mut results: Vec<SignalResult> = Vec::with_capacity(plan.signals.len());
-    let mut winner: Option<(usize, f32, Classifier)> = None;
+    let mut winner: Option<usize> = None;
     for signal in &plan.signals {
         if winner.is_some() && !plan.evaluate_all_signals {
             results.push(signal.skipped());
             continue;
         }
-        let r = signal.evaluate(plan, text).await;
-        if let (true, None, Some(c)) = (r.decided, &winner, r.category) {
-            winner = Some((c, r.confidence, Classifier::Signal(r.signal.clone())));
+        let r = signal.evaluate(plan, input).await;
+        if winner.is_none() && r.decided && r.category.is_some() {
+            winner = Some(results.len());
         }
         results.push(r);
     }
-    let (category, confidence, classifier) = winner.unwrap_or((plan.default_category, 0.0, Classifier::Default));
-    for_category(plan, category, confidence, classifier, results)
+    let Some(w) = winner else {
+        return for_category(plan, plan.default_category, 0.0, Classifier::Default, results);
+    };
+    let (category, confidence, name, hints) = (
+        results[w].category.expect("a deciding signal names a category"),
+        results[w].confidence,
+        results[w].signal.clone(),
+        results[w].hints.clone(),
+    );
+    let mut decision = for_category(plan, category, confidence, Classifier::Signal(name), results);
+    if let Some(h) = hints {
+        apply_hints(plan, &mut decision, h);
+    }
+    decision
+}
+
+/// Honours an external classifier's suggestions: a model or adapter the router knows
+/// replaces the category's target; a system prompt replaces the category's; a reasoning
+/// setting replaces the target's. Each is recorded in `Decision::hints`.
+fn apply_hints(plan: &Plan, d: &mut Decision, h: Hints) {
+    if let Some(m) = h.model {
+        match resolve_model(plan, &m) {
+            Some(r) => {
+                let keep = (d.target.use_reasoning, d.target.reasoning_effort.clone());
+                d.target = target_for(r);
+                (d.target.use_reasoning, d.target.reasoning_effort) = keep;
+                d.hints.push(HintNote { text: format!("model {m}: applied"), ignored: false });
+            }
+            None => d.hints.push(HintNote {
+                text: format!("model {m}: ignored, not a model or adapter this router serves"),
+                ignored: true,
+            }),
+        }
+    }
+    if let Some(p) = h.system_prompt {
+        let mode =
+            d.category.map(|c| plan.categories[c].system_prompt_mode).unwrap_or(crate::plan::SystemPromptMode::Replace);
+        d.system_prompt = Some((Arc::from(p.as_str()), mode));
+        d.hints.push(HintNote { text: "system_prompt: applied".into(), ignored: false });
+    }
+    if let Some(u) = h.use_reasoning {
+        d.target.use_reasoning = Some(u);
+        d.hints.push(HintNote { text: format!("use_reasoning {u}: applied"), ignored: false });
+    }
 }
 
 pub fn for_category(
@@ -105,6 +186,7 @@ pub fn for_category(
         target: c.targets[0].clone(),
         system_prompt: c.system_prompt.clone().map(|p| (p, c.system_prompt_mode)),
         signals,
+        hints: Vec::new(),
     }
 }
 
@@ -119,7 +201,11 @@ mod tests {
     }
 
     fn run(plan: &Plan, body: &str) -> Result<Decision, RouterError> {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(decide(plan, &view(body)))
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(decide(
+            plan,
+            &view(body),
+            &RequestContext::default(),
+        ))
     }
 
     #[test]
@@ -156,5 +242,37 @@ mod tests {
                 .unwrap_err();
             assert_eq!(e.status().as_u16(), 404, "{bad}");
         }
+    }
+
+    #[test]
+    fn hints_apply_when_known_and_are_recorded_when_not() {
+        let plan = testing::plan();
+        let mut d = for_category(&plan, 2, 0.9, Classifier::Default, vec![]);
+        apply_hints(
+            &plan,
+            &mut d,
+            Hints {
+                model: Some("base@legal-lora".into()),
+                system_prompt: Some("Be terse.".into()),
+                use_reasoning: Some(true),
+            },
+        );
+        assert_eq!(d.adapter(), "legal-lora");
+        assert_eq!(d.system_prompt.as_ref().map(|p| &*p.0), Some("Be terse."));
+        assert_eq!(d.target.use_reasoning, Some(true));
+        let mut d = for_category(&plan, 2, 0.9, Classifier::Default, vec![]);
+        apply_hints(&plan, &mut d, Hints { model: Some("someone-elses-lora".into()), ..Hints::default() });
+        assert_eq!(d.adapter(), "");
+        assert!(d.hints[0].ignored && d.hints[0].text.contains("someone-elses-lora"));
+    }
+
+    #[test]
+    fn credentials_never_reach_classifiers() {
+        let mut h = http::HeaderMap::new();
+        h.insert("authorization", "Bearer secret".parse().unwrap());
+        h.insert("cookie", "a=b".parse().unwrap());
+        h.insert("X-Tenant-Id", "acme".parse().unwrap());
+        let ctx = RequestContext::from_headers(&h);
+        assert_eq!(ctx.headers, vec![("x-tenant-id".to_string(), "acme".to_string())]);
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::plan::{Plan, SystemPromptMode, Target};
 use crate::signals::SignalResult;
-pub use decide::decide;
+pub use decide::{decide, RequestContext};
 pub use rewrite::rewrite;
 
 /// Who made the decision, as written in `x-lora-router-classifier`.
@@ -45,6 +45,17 @@ pub struct Decision {
     pub system_prompt: Option<(Arc<str>, SystemPromptMode)>,
     /// Every signal that ran, in order, not only the winner.
     pub signals: Vec<SignalResult>,
+    /// What became of the deciding classifier's suggestions (model, prompt, reasoning).
+    pub hints: Vec<HintNote>,
+}
+
+/// One suggestion of the deciding classifier and what the router did with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HintNote {
+    /// e.g. `model acme-lora: applied`.
+    pub text: String,
+    /// The router could not honour it (an unknown model); the data plane logs these.
+    pub ignored: bool,
 }
 
 impl Decision {
@@ -83,6 +94,7 @@ impl Decision {
             "reasoning_effort": self.use_reasoning().filter(|u| *u).map(|_| &*self.target.reasoning_effort),
             "system_prompt": self.system_prompt.as_ref().map(|(p, _)| &**p),
             "truncated": self.truncated(),
+            "hints": self.hints.iter().map(|h| h.text.as_str()).collect::<Vec<_>>(),
             "signals": self.signals.iter().map(|s| s.to_json(plan)).collect::<Vec<_>>(),
         })
     }

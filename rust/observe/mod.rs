@@ -3,6 +3,7 @@
 //! ends or is dropped (a client that disconnects is recorded as such).
 
 pub mod audit;
+pub mod log;
 pub mod metrics;
 pub mod record;
 

@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 use serde_json::{json, Value};
 
+use super::log::{SignalWarnings, Warning};
 use super::metrics::RequestKey;
 use super::{AuditLog, Metrics};
 use crate::decision::Decision;
@@ -17,12 +18,17 @@ use crate::util::time::rfc3339;
 
 pub struct Observer {
     pub metrics: Metrics,
+    warnings: SignalWarnings,
     audit: ArcSwapOption<AuditLog>,
 }
 
 impl Observer {
     pub fn new(audit_path: Option<&str>) -> std::io::Result<Observer> {
-        let o = Observer { metrics: Metrics::default(), audit: ArcSwapOption::empty() };
+        let o = Observer {
+            metrics: Metrics::default(),
+            warnings: SignalWarnings::default(),
+            audit: ArcSwapOption::empty(),
+        };
         o.set_audit_path(audit_path)?;
         Ok(o)
     }
@@ -46,6 +52,26 @@ impl Observer {
     pub fn close(&self) {
         if let Some(old) = self.audit.swap(None) {
             old.close();
+        }
+    }
+
+    /// Counts and logs what the signals of a decision ran into: failures (each failed signal
+    /// abstained; the request routed on) and suggestions the router could not honour.
+    pub fn signals(&self, decision: &Decision) {
+        self.metrics.count_signals(decision);
+        for s in &decision.signals {
+            if let crate::signals::Evidence::Error(e) = &s.evidence {
+                self.warnings.warn(
+                    &s.signal,
+                    Warning::Failed,
+                    &format!("signal {} failed, it abstained: {e}", s.signal),
+                );
+            }
+        }
+        if let crate::decision::Classifier::Signal(signal) = &decision.classifier {
+            for h in decision.hints.iter().filter(|h| h.ignored) {
+                self.warnings.warn(signal, Warning::IgnoredHint, &format!("{signal} suggested {}", h.text));
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::replicas::Replica;
-use crate::signals::Signal;
+use crate::signals::{Externals, Signal};
 pub use schema::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,8 +95,9 @@ pub struct Target {
 }
 
 impl Plan {
-    /// Compiles a spec. `previous` lends its replicas so health and load state carry over.
-    pub fn compile(spec: PlanSpec, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+    /// Compiles a spec. `previous` lends its replicas so health and load state carry over;
+    /// `externals` are the classifiers the spec's external signals name.
+    pub fn compile(spec: PlanSpec, previous: Option<&Plan>, externals: &Externals) -> Result<Plan, PlanError> {
         if spec.version != PLAN_VERSION {
             return Err(PlanError::new(
                 "version",
@@ -170,7 +171,7 @@ impl Plan {
 
         let mut signals = Vec::with_capacity(spec.signals.len());
         for (si, s) in spec.signals.iter().enumerate() {
-            signals.push(Signal::build(s, &category_index, &format!("signals[{si}]"))?);
+            signals.push(Signal::build(s, &category_index, externals, &format!("signals[{si}]"))?);
         }
 
         Ok(Plan {
@@ -191,8 +192,12 @@ impl Plan {
     }
 
     pub fn from_json(json: &str, previous: Option<&Plan>) -> Result<Plan, PlanError> {
+        Plan::from_json_with(json, previous, &Externals::new())
+    }
+
+    pub fn from_json_with(json: &str, previous: Option<&Plan>, externals: &Externals) -> Result<Plan, PlanError> {
         let spec: PlanSpec = serde_json::from_str(json).map_err(|e| PlanError::new("plan", e.to_string()))?;
-        Plan::compile(spec, previous)
+        Plan::compile(spec, previous, externals)
     }
 
     /// The name sent upstream as `model` for a target.

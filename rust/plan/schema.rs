@@ -128,6 +128,13 @@ pub enum SignalSpec {
         margin: f64,
         categories: Vec<EmbeddingCategorySpec>,
     },
+    /// A classifier outside the core (a custom Python classifier, the MCP classifier),
+    /// registered under `name` when the plan is compiled.
+    External {
+        name: String,
+        timeout_ms: u64,
+        threshold: f64,
+    },
     /// A fine-tuned sequence classifier whose labels map to categories.
     Domain {
         model: ModelSpec,

@@ -16,10 +16,11 @@ use super::body::RouterBody;
 use super::forward::{fail, forward};
 use super::responses::{error_response, json_value, model_list};
 use super::RouterState;
-use crate::decision::{decide, rewrite};
+use crate::decision::{decide, rewrite, RequestContext};
 use crate::errors::{ErrorKind, RouterError};
 use crate::observe::RequestRecord;
 use crate::request::{ApiKind, RequestView};
+use crate::signals::Signal;
 
 const KNOWN_PATHS: &[&str] =
     &["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/metrics"];
@@ -30,7 +31,7 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
         (&Method::POST, "/v1/completions") => inference(&state, req, ApiKind::Completions).await,
         (&Method::POST, "/v1/classify") => classify(&state, req).await,
         (&Method::GET, "/v1/models") => json_value(StatusCode::OK, &model_list(&state.plan.load())),
-        (&Method::GET, "/health") => health(&state),
+        (&Method::GET, "/health") => health(&state).await,
         (&Method::GET, "/metrics") => {
             let mut r = Response::new(RouterBody::full(state.observer.metrics.render(&state.plan.load())));
             r.headers_mut()
@@ -59,11 +60,12 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
         Err(e) => return fail(state, record, e),
     };
     record.stream = view.stream;
-    let decision = match decide(&plan, &view).await {
+    let ctx = RequestContext::from_headers(&parts.headers);
+    let decision = match decide(&plan, &view, &ctx).await {
         Ok(d) => d,
         Err(e) => return fail(state, record, e),
     };
-    state.observer.metrics.count_signals(&decision);
+    state.observer.signals(&decision);
     rewrite(&plan, &decision, &mut view);
     let upstream_body = view.to_bytes();
     record.routing_us = started.elapsed().as_micros() as u64;
@@ -86,7 +88,7 @@ async fn classify(state: &Arc<RouterState>, req: Request<Incoming>) -> Response<
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
-    match decide(&plan, &view).await {
+    match decide(&plan, &view, &RequestContext::from_headers(&parts.headers)).await {
         Ok(d) => {
             let mut v = d.to_json(&plan);
             v["routing_us"] = json!(started.elapsed().as_micros() as u64);
@@ -96,14 +98,26 @@ async fn classify(state: &Arc<RouterState>, req: Request<Incoming>) -> Response<
     }
 }
 
-fn health(state: &RouterState) -> Response<RouterBody> {
-    let plan = state.plan.load();
+/// The router is up (200); each endpoint's health and each external classifier's state.
+async fn health(state: &RouterState) -> Response<RouterBody> {
+    let plan = state.plan.load_full();
     let endpoints: serde_json::Map<String, serde_json::Value> = plan
         .endpoints
         .iter()
         .map(|r| (r.name.to_string(), json!(if r.is_healthy() { "healthy" } else { "unhealthy" })))
         .collect();
-    json_value(StatusCode::OK, &json!({"status": "ok", "endpoints": endpoints}))
+    let mut classifiers = serde_json::Map::new();
+    for signal in &plan.signals {
+        if let Signal::External(x) = signal {
+            // A Python classifier's status needs the interpreter: never on an async worker.
+            let c = x.classifier().clone();
+            let status = tokio::task::spawn_blocking(move || c.status()).await.ok().flatten();
+            if let Some(status) = status {
+                classifiers.insert(x.name().to_string(), json!(status));
+            }
+        }
+    }
+    json_value(StatusCode::OK, &json!({"status": "ok", "endpoints": endpoints, "classifiers": classifiers}))
 }
 
 pub async fn read_body(headers: &http::HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, RouterError> {

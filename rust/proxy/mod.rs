@@ -21,6 +21,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::observe::Observer;
 use crate::plan::{Plan, PlanError};
+use crate::signals::Externals;
 use crate::util::rng;
 
 pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
@@ -47,9 +48,9 @@ impl RouterState {
 
     /// Compiles a new plan against the current one (replica state carries over) and swaps it
     /// in. Requests in flight finish on the plan they started with.
-    pub fn reload(&self, plan_json: &str) -> Result<(), PlanError> {
+    pub fn reload(&self, plan_json: &str, externals: &Externals) -> Result<(), PlanError> {
         let current = self.plan.load_full();
-        let next = Plan::from_json(plan_json, Some(&current))?;
+        let next = Plan::from_json_with(plan_json, Some(&current), externals)?;
         self.observer
             .set_audit_path(next.audit_path.as_deref())
             .map_err(|e| PlanError::new("audit.path", format!("cannot open the audit log: {e}")))?;

@@ -2,6 +2,7 @@
 //! JSON plans and configs from the Python layer and hands back handles; see
 //! python/lora_router/_native.pyi for the documented surface.
 
+mod classifier;
 mod models;
 mod router;
 mod simulator;

@@ -2,20 +2,46 @@
 //! native runtime; `start` returns at once and `stop` drains. Python never waits on the GIL
 //! for the data plane.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
+use pyo3_async_runtimes::TaskLocals;
 
+use super::classifier::PyClassifier;
 use super::plan_error;
-use crate::decision::decide;
+use crate::decision::{decide, RequestContext};
 use crate::errors::RouterError;
 use crate::plan::Plan;
 use crate::proxy::{handler, RouterState};
 use crate::replicas::health;
 use crate::request::RequestView;
 use crate::server::{self, ServerHandle};
+use crate::signals::{ExternalClassifier, Externals};
+
+/// `{name: (entry, is_async, status)}`: the classifiers the Python layer registers.
+type PyClassifiers = HashMap<String, (Py<PyAny>, bool, Option<Py<PyAny>>)>;
+
+/// The Python layer's classifiers into the core's registry.
+fn externals(py: Python<'_>, classifiers: Option<PyClassifiers>, event_loop: Option<Py<PyAny>>) -> PyResult<Externals> {
+    let mut out = Externals::new();
+    let Some(classifiers) = classifiers else { return Ok(out) };
+    let locals = match event_loop {
+        Some(l) => Some(Arc::new(TaskLocals::new(l.into_bound(py)).copy_context(py)?)),
+        None => None,
+    };
+    for (name, (entry, is_async, status)) in classifiers {
+        if is_async && locals.is_none() {
+            return Err(PyRuntimeError::new_err(format!("classifier '{name}' is async but no event loop was given")));
+        }
+        let c: Arc<dyn ExternalClassifier> =
+            Arc::new(PyClassifier::new(entry, status, if is_async { locals.clone() } else { None }));
+        out.insert(name, c);
+    }
+    Ok(out)
+}
 
 struct Running {
     server: ServerHandle,
@@ -32,29 +58,54 @@ pub struct PyRouter {
 #[pymethods]
 impl PyRouter {
     #[new]
-    #[pyo3(signature = (plan_json, threads = 0))]
-    fn new(plan_json: &str, threads: usize) -> PyResult<Self> {
-        let plan = Plan::from_json(plan_json, None).map_err(plan_error)?;
+    #[pyo3(signature = (plan_json, threads = 0, classifiers = None, event_loop = None))]
+    fn new(
+        py: Python<'_>,
+        plan_json: &str,
+        threads: usize,
+        classifiers: Option<PyClassifiers>,
+        event_loop: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let externals = externals(py, classifiers, event_loop)?;
+        // Building a plan can embed category examples: let other Python threads run meanwhile.
+        let plan = py.detach(|| Plan::from_json_with(plan_json, None, &externals)).map_err(plan_error)?;
         let state = RouterState::new(plan).map_err(plan_error)?;
         Ok(PyRouter { state, threads, running: Mutex::new(None) })
     }
 
     /// Compiles a new plan and swaps it in; requests in flight keep the old one.
-    fn reload(&self, plan_json: &str) -> PyResult<()> {
-        self.state.reload(plan_json).map_err(plan_error)
+    #[pyo3(signature = (plan_json, classifiers = None, event_loop = None))]
+    fn reload(
+        &self,
+        py: Python<'_>,
+        plan_json: &str,
+        classifiers: Option<PyClassifiers>,
+        event_loop: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let externals = externals(py, classifiers, event_loop)?;
+        let state = self.state.clone();
+        py.detach(|| state.reload(plan_json, &externals)).map_err(plan_error)
     }
 
     /// The decision for a `{"text": ...}` or `{"messages": [...]}` request, as JSON.
-    fn classify(&self, py: Python<'_>, request_json: &str) -> PyResult<String> {
+    #[pyo3(signature = (request_json, headers = None, tenant = None))]
+    fn classify(
+        &self,
+        py: Python<'_>,
+        request_json: &str,
+        headers: Option<Vec<(String, String)>>,
+        tenant: Option<String>,
+    ) -> PyResult<String> {
         let state = self.state.clone();
         let rt = server::runtime(self.threads);
         let bytes = request_json.as_bytes().to_vec();
+        let ctx = RequestContext::from_pairs(headers.unwrap_or_default(), tenant.as_deref());
         let result: Result<String, RouterError> = py.detach(move || {
             rt.block_on(async move {
                 let plan = state.plan.load_full();
                 let started = std::time::Instant::now();
                 let view = RequestView::for_classification(&bytes)?;
-                let d = decide(&plan, &view).await?;
+                let d = decide(&plan, &view, &ctx).await?;
                 let mut v = d.to_json(&plan);
                 v["routing_us"] = serde_json::json!(started.elapsed().as_micros() as u64);
                 Ok(v.to_string())

@@ -72,6 +72,7 @@ impl DomainSignal {
             evidence: Evidence::Scores(scores),
             tokens: Some(tokens),
             elapsed_us: 0,
+            hints: None,
         }
     }
 }

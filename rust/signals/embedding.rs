@@ -169,6 +169,7 @@ impl EmbeddingSignal {
             evidence: Evidence::Scores(scores),
             tokens: Some(tokens),
             elapsed_us: 0,
+            hints: None,
         }
     }
 }

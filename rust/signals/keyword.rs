@@ -155,6 +155,7 @@ impl KeywordSignal {
             evidence: Evidence::Keywords(matched),
             tokens: None,
             elapsed_us: 0,
+            hints: None,
         }
     }
 

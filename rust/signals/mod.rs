@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod embedding;
+pub mod external;
 pub mod keyword;
 pub mod whiten;
 
@@ -17,22 +18,57 @@ use serde_json::{json, Value};
 
 use crate::inference::TokenInfo;
 use crate::plan::{Plan, PlanError, SignalSpec};
+use crate::request::RequestView;
 pub use domain::DomainSignal;
 pub use embedding::EmbeddingSignal;
+pub use external::{ExternalAnswer, ExternalClassifier, ExternalFuture, ExternalInput, ExternalSignal, Externals};
 pub use keyword::KeywordSignal;
 
 pub enum Signal {
     Keyword(KeywordSignal),
     Embedding(EmbeddingSignal),
     Domain(DomainSignal),
+    /// A custom Python classifier or the MCP classifier.
+    External(ExternalSignal),
+}
+
+/// What signals see of one request.
+pub struct SignalInput<'a> {
+    /// The text to classify (by the plan's message policy).
+    pub text: &'a str,
+    pub view: &'a RequestView,
+    /// Lower-cased request headers, without credentials.
+    pub headers: &'a [(String, String)],
+    pub tenant: Option<&'a str>,
+}
+
+impl SignalInput<'_> {
+    /// The owned copy an external classifier receives.
+    pub fn external(&self) -> ExternalInput {
+        let messages = self.view.body.get("messages").cloned().unwrap_or(Value::Array(Vec::new()));
+        ExternalInput {
+            text: self.text.to_string(),
+            messages_json: messages.to_string(),
+            headers: self.headers.to_vec(),
+            tenant: self.tenant.map(str::to_string),
+        }
+    }
 }
 
 impl Signal {
-    pub fn build(spec: &SignalSpec, categories: &HashMap<String, usize>, path: &str) -> Result<Signal, PlanError> {
+    pub fn build(
+        spec: &SignalSpec,
+        categories: &HashMap<String, usize>,
+        externals: &Externals,
+        path: &str,
+    ) -> Result<Signal, PlanError> {
         match spec {
             SignalSpec::Keyword { rules } => Ok(Signal::Keyword(KeywordSignal::build(rules, categories, path)?)),
             SignalSpec::Embedding { .. } => Ok(Signal::Embedding(EmbeddingSignal::build(spec, categories, path)?)),
             SignalSpec::Domain { .. } => Ok(Signal::Domain(DomainSignal::build(spec, categories, path)?)),
+            SignalSpec::External { name, timeout_ms, threshold } => {
+                Ok(Signal::External(ExternalSignal::build(name, *timeout_ms, *threshold, externals, path)?))
+            }
         }
     }
 
@@ -42,15 +78,17 @@ impl Signal {
             Signal::Keyword(s) => s.name(),
             Signal::Embedding(s) => s.name(),
             Signal::Domain(s) => s.name(),
+            Signal::External(s) => s.name(),
         }
     }
 
-    pub async fn evaluate(&self, plan: &Plan, text: &str) -> SignalResult {
+    pub async fn evaluate(&self, plan: &Plan, input: &SignalInput<'_>) -> SignalResult {
         let started = std::time::Instant::now();
         let mut r = match self {
-            Signal::Keyword(k) => k.evaluate(plan, text),
-            Signal::Embedding(e) => e.evaluate(plan, text).await,
-            Signal::Domain(d) => d.evaluate(text).await,
+            Signal::Keyword(k) => k.evaluate(plan, input.text),
+            Signal::Embedding(e) => e.evaluate(plan, input.text).await,
+            Signal::Domain(d) => d.evaluate(input.text).await,
+            Signal::External(x) => x.evaluate(plan, input).await,
         };
         r.elapsed_us = started.elapsed().as_micros() as u64;
         r
@@ -75,6 +113,23 @@ pub struct SignalResult {
     /// For model-based signals: what tokenization did, truncation included.
     pub tokens: Option<TokenInfo>,
     pub elapsed_us: u64,
+    /// An external classifier's suggestions for the request it decided.
+    pub hints: Option<Hints>,
+}
+
+/// What an external classifier may suggest beyond the category.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Hints {
+    /// A base model or adapter (any spelling `model` accepts) instead of the category's choice.
+    pub model: Option<String>,
+    pub system_prompt: Option<String>,
+    pub use_reasoning: Option<bool>,
+}
+
+impl Hints {
+    pub fn is_empty(&self) -> bool {
+        *self == Hints::default()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +156,16 @@ pub struct Score {
 
 impl SignalResult {
     pub fn abstain(signal: Arc<str>, evidence: Evidence) -> SignalResult {
-        SignalResult { signal, category: None, confidence: 0.0, decided: false, evidence, tokens: None, elapsed_us: 0 }
+        SignalResult {
+            signal,
+            category: None,
+            confidence: 0.0,
+            decided: false,
+            evidence,
+            tokens: None,
+            elapsed_us: 0,
+            hints: None,
+        }
     }
 
     pub fn to_json(&self, plan: &Plan) -> Value {
@@ -128,6 +192,9 @@ impl SignalResult {
             }
             Evidence::Skipped => v["skipped"] = json!(true),
             Evidence::Error(e) => v["error"] = json!(e),
+        }
+        if let Some(h) = &self.hints {
+            v["hints"] = json!({"model": h.model, "system_prompt": h.system_prompt, "use_reasoning": h.use_reasoning});
         }
         if let Some(t) = self.tokens {
             v["tokens"] = json!(t.tokens);
