@@ -3,7 +3,8 @@ LoRA adapter on the right replica."""
 
 from ._native import PlanError
 from ._native import __version__ as __version__
+from .classifier import Classification, ClassificationRequest
 from .config import ConfigError, load_config
 from .router import Router
 
-__all__ = ["ConfigError", "PlanError", "Router", "load_config"]
+__all__ = ["Classification", "ClassificationRequest", "ConfigError", "PlanError", "Router", "load_config"]

@@ -1,7 +1,23 @@
 """The native core, ``lora_router._native`` (Rust). Private: use the names that
 ``lora_router`` exports. Every native name is documented here."""
 
-from typing import Final
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Final, TypeAlias
+
+Answer: TypeAlias = tuple[str, float, str | None, str | None, bool | None] | None
+"""An external classifier's answer: None to abstain, or (category, confidence, model or
+adapter, system prompt, use_reasoning)."""
+
+Classifier: TypeAlias = tuple[
+    Callable[[str, str, list[tuple[str, str]], str | None], Answer | Awaitable[Answer]],
+    bool,
+    Callable[[], str] | None,
+]
+"""(entry, is_async, status): ``entry(text, messages_json, headers, tenant)`` runs on a native
+blocking thread (a coroutine function runs on the event loop); ``status()`` gives a one-word
+state for ``/health``. An entry that raises or exceeds the signal's timeout abstains, and the
+failure is logged and counted."""
 
 __version__: Final[str]
 
@@ -14,18 +30,33 @@ def error_kinds() -> list[tuple[str, int, str]]:
 class Router:
     """A compiled routing plan and the HTTP server that runs it."""
 
-    def __init__(self, plan_json: str, threads: int = 0) -> None:
+    def __init__(
+        self,
+        plan_json: str,
+        threads: int = 0,
+        classifiers: dict[str, Classifier] | None = None,
+        event_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """Compiles ``plan_json`` (built by ``lora_router.config.build_plan``). ``threads`` sizes
         the process-wide native runtime the first time one is created (0: one per core).
-        Raises ``PlanError``."""
+        ``classifiers`` are the plan's ``external`` signals by name; async ones run on
+        ``event_loop``, which must be running on another thread. Raises ``PlanError``."""
 
-    def reload(self, plan_json: str) -> None:
+    def reload(
+        self,
+        plan_json: str,
+        classifiers: dict[str, Classifier] | None = None,
+        event_loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """Compiles a new plan and swaps it in; requests in flight keep the old one.
         Replica health and load carry over for endpoints whose name and address are unchanged."""
 
-    def classify(self, request_json: str) -> str:
+    def classify(
+        self, request_json: str, headers: list[tuple[str, str]] | None = None, tenant: str | None = None
+    ) -> str:
         """The decision, as JSON, for ``{"text": ...}`` or ``{"messages": [...]}`` (optionally
-        with ``model``), exactly as the data plane would decide. Raises ``ValueError`` for a
+        with ``model``), exactly as the data plane would decide for a request with these
+        headers (lower-cased, credentials dropped) and tenant. Raises ``ValueError`` for a
         request the data plane would reject (bad JSON, unknown explicit model)."""
 
     def start(self, host: str, port: int) -> tuple[str, int]:
@@ -54,3 +85,26 @@ class Simulator:
     def stop(self) -> None: ...
     def stats(self) -> list[tuple[str, float]]:
         """Counters since start: requests, cancelled, lora_loads, lora_evictions, uptime_s."""
+
+def init_onnxruntime(path: str) -> None:
+    """Loads ONNX Runtime from an absolute path to libonnxruntime (once per process; the
+    onnxruntime wheel ships it, see ``lora_router.models.onnxruntime_library``). Raises
+    ``RuntimeError``."""
+
+class TextModel:
+    """An ONNX text model with its tokenizer, as the data plane runs it (shared with it when
+    both load the same files)."""
+
+    def __init__(self, spec_json: str) -> None:
+        """``spec_json`` carries the fields of ``rust/inference/model.rs`` ``ModelSpec``. Raises
+        ``ValueError`` for a model or tokenizer that cannot be loaded."""
+
+    def tokenize(self, text: str) -> tuple[list[int], int | None, bool]:
+        """Token ids (special tokens included, within the budget), the number of tokens the
+        whole text had (None if it was first cut by characters), and whether it was truncated."""
+
+    def infer(self, texts: list[str]) -> list[list[float]]:
+        """The model's output vector for each text (embeddings or logits), one at a time."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """L2-normalised embeddings of ``texts``, on every session in parallel."""

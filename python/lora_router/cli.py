@@ -30,6 +30,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .runloop import wait_for_signal
 
     router = Router(args.config, threads=args.threads)
+    mcp = router.config.classifier.mcp_category_model
+    # Give the MCP server a moment to list its categories, so the first requests route by it;
+    # a server that is down does not hold the router back (it keeps reconnecting).
+    if mcp is not None and mcp.enabled and not router.wait_ready(mcp.timeout_seconds):
+        log.warning("the MCP classifier is not connected yet; requests route on the other signals until it is")
     host, port = router.start(args.host, args.port)
     c = router.config
     log.info(

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
 from . import _native
-from .config import LoadedConfig, build_plan, load_config, validate
+from .config import ConfigError, LoadedConfig, Problem, build_plan, load_config, validate
 from .config.plan import uses_models
 from .models import load_onnxruntime
+from .plugins import Plugins, ServerCategories
 
 log = logging.getLogger("lora_router")
 
@@ -36,34 +38,79 @@ class Router:
         self.loaded = _load(config)
         for w in self.loaded.warnings:
             log.warning("%s: %s", self.loaded.file, w)
-        self.plan = build_plan(self.loaded)
-        if uses_models(self.plan):
-            load_onnxruntime()
-        server_threads = self.loaded.config.server.threads if threads is None else threads
-        self._native = _native.Router(json.dumps(self.plan), server_threads)
+        self._server_categories: ServerCategories | None = None
+        self._lock = threading.Lock()
+        self._plugins = Plugins(self.loaded, self._categories_listed)
+        try:
+            self.plan = build_plan(self.loaded)
+            if uses_models(self.plan):
+                load_onnxruntime()
+            server_threads = self.loaded.config.server.threads if threads is None else threads
+            self._native = _native.Router(
+                json.dumps(self.plan), server_threads, self._plugins.entries, self._plugins.event_loop
+            )
+        except BaseException:
+            self._plugins.stop()
+            raise
+        self._plugins.start()
+
+    def _categories_listed(self, categories: ServerCategories) -> None:
+        """An MCP server listed its categories (at connect, or changed after a restart): the
+        ones the config lacks join the plan."""
+        with self._lock:
+            self._server_categories = categories
+            self.plan = build_plan(self.loaded, categories)
+            self._native.reload(json.dumps(self.plan), self._plugins.entries, self._plugins.event_loop)
+        log.info("MCP server categories: %s", ", ".join(categories.names))
+
+    def wait_ready(self, timeout: float = 10.0) -> bool:
+        """Waits until plugins are ready (the MCP server has listed its categories)."""
+        return self._plugins.wait_ready(timeout)
 
     @property
     def config(self):
         return self.loaded.config
 
     def classify(
-        self, text: str | None = None, *, messages: list[dict[str, Any]] | None = None, model: str | None = None
+        self,
+        text: str | None = None,
+        *,
+        messages: list[dict[str, Any]] | None = None,
+        model: str | None = None,
+        headers: dict[str, str] | None = None,
+        tenant: str | None = None,
     ) -> dict[str, Any]:
-        """The decision the data plane would make for this text or conversation."""
+        """The decision the data plane would make for this text or conversation (with these
+        request headers and tenant, for classifiers that look at them)."""
         if (text is None) == (messages is None):
             raise ValueError("give exactly one of text or messages")
         request: dict[str, Any] = {"text": text} if text is not None else {"messages": messages}
         if model is not None:
             request["model"] = model
-        return json.loads(self._native.classify(json.dumps(request)))
+        return json.loads(self._native.classify(json.dumps(request), list((headers or {}).items()), tenant))
 
     def reload(self, config: str | Path | dict[str, Any] | LoadedConfig) -> None:
+        """Swaps in a new config. Custom classifiers and the MCP client are those of the
+        config the router started with; changing them needs a restart."""
         loaded = _load(config)
-        plan = build_plan(loaded)
-        if uses_models(plan):
-            load_onnxruntime()
-        self._native.reload(json.dumps(plan))
-        self.loaded, self.plan = loaded, plan
+        self._check_plugins_unchanged(loaded)
+        with self._lock:
+            plan = build_plan(loaded, self._server_categories)
+            if uses_models(plan):
+                load_onnxruntime()
+            self._native.reload(json.dumps(plan), self._plugins.entries, self._plugins.event_loop)
+            self.loaded, self.plan = loaded, plan
+
+    def _check_plugins_unchanged(self, loaded: LoadedConfig) -> None:
+        """Custom classifiers are imported and the MCP client started once, at start."""
+        before, after = self.loaded.config.classifier, loaded.config.classifier
+        problems = [
+            Problem(f"classifier.{key}", "changed; custom classifiers and the MCP client change only on restart")
+            for key in ("custom", "mcp_category_model")
+            if getattr(before, key) != getattr(after, key)
+        ]
+        if problems:
+            raise ConfigError(loaded.file, problems)
 
     def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
         s = self.loaded.config.server
@@ -71,6 +118,7 @@ class Router:
 
     def stop(self) -> None:
         self._native.stop()
+        self._plugins.stop()
 
     @property
     def address(self) -> tuple[str, int] | None:

@@ -112,6 +112,20 @@ def cross_check(loaded: LoadedConfig) -> list[Problem]:
                 )
             )
 
+    custom_names = [cc.name for cc in c.classifier.custom]
+    for i, cc in enumerate(c.classifier.custom):
+        if cc.name in dupes(custom_names):
+            problems.append(Problem(f"classifier.custom[{i}].name", f"duplicate classifier name '{cc.name}'"))
+    mcp = c.classifier.mcp_category_model
+    if mcp is not None and mcp.enabled:
+        key = "classifier.mcp_category_model"
+        if mcp.transport_type == "stdio" and not mcp.command:
+            problems.append(Problem(f"{key}.command", "the stdio transport needs the command that starts the server"))
+        if mcp.transport_type == "streamable-http" and not (mcp.url or "").startswith(("http://", "https://")):
+            problems.append(Problem(f"{key}.url", "the streamable-http transport needs the server's http(s) URL"))
+        if mcp.transport_type == "stdio" and mcp.cwd and not (loaded.base_dir / mcp.cwd).is_dir():
+            problems.append(Problem(f"{key}.cwd", f"directory {loaded.base_dir / mcp.cwd} does not exist"))
+
     if c.audit_log.enabled:
         parent = (loaded.base_dir / c.audit_log.path).resolve().parent
         if not parent.is_dir():
@@ -222,6 +236,11 @@ def warnings(loaded: LoadedConfig) -> list[str]:
                 f"classifier.category_model: labels {', '.join(unknown)} are not categories of this config; "
                 "the domain classifier abstains when it predicts them"
             )
+    if c.classifier.custom and "custom" not in c.routing.signal_order:
+        out.append("classifier.custom: 'custom' is not in routing.signal_order, so these classifiers never run")
+    mcp = c.classifier.mcp_category_model
+    if mcp is not None and mcp.enabled and "mcp" not in c.routing.signal_order:
+        out.append("classifier.mcp_category_model: 'mcp' is not in routing.signal_order, so it never runs")
     for section in IGNORED_SECTIONS:
         if getattr(c, section) is not None:
             out.append(f"{section}: accepted for Semantic Router compatibility, not used by lora-router")

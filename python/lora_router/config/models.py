@@ -119,9 +119,46 @@ class EmbeddingModel(Strict):
     """Softmax temperature for similarities; per model, required for an uncalibrated model."""
 
 
+class CustomClassifier(Strict):
+    """A Python classifier (see lora_router.classifier)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    entrypoint: str
+    """``module:attribute``: a function, an object with ``classify``, or a class."""
+    timeout_ms: int = Field(default=50, gt=0)
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    settings: dict[str, Any] = {}
+
+
+class MCPCategoryModel(Strict):
+    """A classifier served over MCP, in vLLM Semantic Router's protocol."""
+
+    enabled: bool = False
+    transport_type: Literal["stdio", "streamable-http"] = "stdio"
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    """Environment variables for a stdio server (added to a minimal inherited set)."""
+    cwd: str | None = None
+    """Where a stdio server runs, relative to the config file (default: its directory)."""
+    url: str | None = None
+    """For streamable-http, e.g. http://127.0.0.1:8090/mcp."""
+    tool_name: str | None = None
+    threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    cache_ttl_seconds: float = Field(default=0.0, ge=0)
+    """Cache answers per text (and forwarded headers) this long; 0 turns the cache off."""
+    forward_headers: list[str] | None = None
+    """Headers passed to a classify tool that accepts ``headers`` (default: all but credentials)."""
+    reconnect_seconds: float = Field(default=1.0, gt=0)
+    """First wait before reconnecting; doubles up to 30 s."""
+
+
 class Classifier(Strict):
     category_model: CategoryModel | None = None
     embedding_model: EmbeddingModel = EmbeddingModel()
+    custom: list[CustomClassifier] = []
+    mcp_category_model: MCPCategoryModel | None = None
     pii_model: dict[str, Any] | None = None
 
 

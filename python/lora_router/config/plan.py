@@ -43,6 +43,23 @@ def reasoning_for(c: RouterConfig, base: str) -> dict[str, str] | None:
     return {"type": spec.type, "parameter": spec.parameter} if spec else None
 
 
+def default_model_category(c: RouterConfig, name: str, system_prompt: str | None) -> dict[str, Any]:
+    """A category the config does not define, served by the default model without an adapter."""
+    target = {
+        "model": c.default_model,
+        "adapter": None,
+        "score": 1.0,
+        "use_reasoning": None,
+        "reasoning_effort": c.default_reasoning_effort,
+    }
+    return {
+        "name": name,
+        "system_prompt": system_prompt,
+        "system_prompt_mode": c.routing.system_prompt_mode,
+        "targets": [target],
+    }
+
+
 def categories_for(c: RouterConfig) -> tuple[list[dict[str, Any]], str]:
     cats = []
     for cat in c.categories:
@@ -73,22 +90,7 @@ def categories_for(c: RouterConfig) -> tuple[list[dict[str, Any]], str]:
         default = "default"
         while any(x["name"] == default for x in cats):
             default = "_" + default
-        cats.append(
-            {
-                "name": default,
-                "system_prompt": None,
-                "system_prompt_mode": c.routing.system_prompt_mode,
-                "targets": [
-                    {
-                        "model": c.default_model,
-                        "adapter": None,
-                        "score": 1.0,
-                        "use_reasoning": None,
-                        "reasoning_effort": c.default_reasoning_effort,
-                    }
-                ],
-            }
-        )
+        cats.append(default_model_category(c, default, None))
     return cats, default
 
 
@@ -163,26 +165,63 @@ def domain_signal(loaded: LoadedConfig) -> dict[str, Any] | None:
     }
 
 
+def mcp_enabled(c: RouterConfig) -> bool:
+    m = c.classifier.mcp_category_model
+    return m is not None and m.enabled and "mcp" in c.routing.signal_order
+
+
 def signals_for(loaded: LoadedConfig) -> list[dict[str, Any]]:
-    """The configured signals, in ``routing.signal_order``. Custom and MCP classifiers run in
-    Python and join the plan through ``lora_router.router``."""
+    """The configured signals, in ``routing.signal_order``. Custom and MCP classifiers are
+    `external` signals: the Python layer registers a classifier under each name
+    (lora_router.plugins)."""
     c = loaded.config
-    built: dict[str, dict[str, Any] | None] = {
-        "keyword": {"type": "keyword", "rules": [r.model_dump() for r in c.keyword_rules]} if c.keyword_rules else None,
-        "domain": domain_signal(loaded),
-        "embedding": embedding_signal(loaded),
+    mcp = c.classifier.mcp_category_model
+    built: dict[str, list[dict[str, Any]]] = {
+        "keyword": [{"type": "keyword", "rules": [r.model_dump() for r in c.keyword_rules]}] if c.keyword_rules else [],
+        "custom": [
+            {"type": "external", "name": f"custom:{cc.name}", "timeout_ms": cc.timeout_ms, "threshold": cc.threshold}
+            for cc in c.classifier.custom
+        ],
+        # The MCP client enforces timeout_seconds itself; the margin lets it report why.
+        "mcp": [
+            {
+                "type": "external",
+                "name": "mcp",
+                "timeout_ms": round(mcp.timeout_seconds * 1000) + 100,
+                "threshold": mcp.threshold,
+            }
+        ]
+        if mcp_enabled(c)
+        else [],
+        "domain": [s for s in [domain_signal(loaded)] if s],
+        "embedding": [s for s in [embedding_signal(loaded)] if s],
     }
-    return [built[name] for name in c.routing.signal_order if built.get(name) is not None]
+    return [s for name in c.routing.signal_order for s in built[name]]
 
 
 def uses_models(plan: dict[str, Any]) -> bool:
     return any(s["type"] in ("embedding", "domain") for s in plan["signals"])
 
 
-def build_plan(loaded: LoadedConfig) -> dict[str, Any]:
+def server_categories(c: RouterConfig, extra: Any) -> list[dict[str, Any]]:
+    """Categories an MCP server listed that the config lacks (the config wins for the
+    others): they route to the default model, with the server's system prompt."""
+    if extra is None:
+        return []
+    known = {cat.name for cat in c.categories}
+    return [
+        default_model_category(c, name, extra.system_prompts.get(name)) for name in extra.names if name not in known
+    ]
+
+
+def build_plan(loaded: LoadedConfig, extra_categories: Any = None) -> dict[str, Any]:
+    """The plan for a config; ``extra_categories`` are those an MCP server listed."""
     c = loaded.config
     s = c.server
     categories, default = categories_for(c)
+    categories += [
+        x for x in server_categories(c, extra_categories) if x["name"] not in {y["name"] for y in categories}
+    ]
     audit_path = str((loaded.base_dir / c.audit_log.path).resolve()) if c.audit_log.enabled else None
     return {
         "version": PLAN_VERSION,
