@@ -272,3 +272,59 @@ def train_classifier(out: Path, rows: list[dict], encoder: str | Path = FIXTURE_
     )
     assert r.returncode == 0, r.stderr
     return out
+
+
+MCP_SERVER = ROOT / "tests" / "mcp_server.py"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MCPHTTPServer:
+    """tests/mcp_server.py over streamable HTTP on a fixed port (so it can come back on it)."""
+
+    def __init__(self, port: int, env: dict[str, str] | None = None):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self.p = subprocess.Popen(
+            [sys.executable, str(MCP_SERVER), "--http", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
+        )
+        import socket
+
+        def listening() -> bool:
+            assert self.p.poll() is None, "the MCP server exited"
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, timeout=30)
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
+
+
+def mcp_config(sim_port: int, mcp: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The base config (without keyword rules) with an MCP classifier."""
+    cfg = base_config([("vllm-0", sim_port)], keyword_rules=[], **overrides)
+    cfg["classifier"] = {"mcp_category_model": {"enabled": True, "threshold": 0.5, "timeout_seconds": 2, **mcp}}
+    return cfg
+
+
+def stdio_mcp(**fields: Any) -> dict[str, Any]:
+    return {"transport_type": "stdio", "command": "python", "args": [str(MCP_SERVER)], **fields}
+
+
+def decision(resp: httpx.Response) -> dict[str, str]:
+    """The router's decision headers, without the prefix."""
+    prefix = "x-lora-router-"
+    return {k[len(prefix) :]: v for k, v in resp.headers.items() if k.startswith(prefix)}
