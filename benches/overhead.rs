@@ -141,33 +141,7 @@ fn main() {
     let adapters = procs::adapter_dirs(&tmp, &["technical-lora", "medical-lora", "legal-lora", "finance-lora"]);
     let bin = procs::lora_router_bin();
 
-    let mut sim_args: Vec<String> = [
-        "sim",
-        "--port",
-        "0",
-        "--served-model-name",
-        "bench-base",
-        "--max-loras",
-        "4",
-        "--threads",
-        "1",
-        "--ttft-ms",
-        "0",
-        "--itl-ms",
-        "0",
-        "--lora-load-ms",
-        "0",
-        "--default-max-tokens",
-        "16",
-        "--record-requests",
-        "0",
-        "--lora-modules",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    sim_args.extend(adapters.iter().map(|(n, p)| format!("{n}={p}")));
-    let sim = procs::spawn_announcing("sim", "0-1", &bin, &sim_args);
+    let sim = procs::spawn_fast_sim(&bin, &adapters);
 
     let categories: String = ["technical", "medical", "legal", "finance"]
         .iter()

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,18 +26,8 @@ const QUESTIONS: &[&str] = &[
 ];
 
 fn routing_us(addr: &str, body: &[u8]) -> u64 {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let head = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.lines()
-        .find_map(|l| l.strip_prefix("x-lora-router-routing-us: "))
-        .and_then(|v| v.trim().parse().ok())
+    common::response_header(addr, "/v1/chat/completions", body, "x-lora-router-routing-us")
+        .and_then(|v| v.parse().ok())
         .expect("routing-us header")
 }
 
@@ -53,29 +42,7 @@ fn main() {
     let adapters: Vec<String> = labels.iter().filter(|l| **l != "general").map(|l| format!("{l}-lora")).collect();
     let dirs = procs::adapter_dirs(&tmp, &adapters.iter().map(String::as_str).collect::<Vec<_>>());
     let bin = procs::lora_router_bin();
-    let mut sim_args: Vec<String> = [
-        "sim",
-        "--port",
-        "0",
-        "--served-model-name",
-        "bench-base",
-        "--max-loras",
-        "5",
-        "--ttft-ms",
-        "0",
-        "--itl-ms",
-        "0",
-        "--lora-load-ms",
-        "0",
-        "--record-requests",
-        "0",
-        "--lora-modules",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    sim_args.extend(dirs.iter().map(|(n, p)| format!("{n}={p}")));
-    let sim = procs::spawn_announcing("sim", "0-1", &bin, &sim_args);
+    let sim = procs::spawn_fast_sim(&bin, &dirs);
 
     let mut results = serde_json::Map::new();
     println!("| encoder | direct p50 µs | router p50 µs | added p50 ms | added p99 ms | routing-us p50 | RSS MiB |");

@@ -57,3 +57,19 @@ pub fn repin(pid: u32, cpus: &str) {
         .stdout(std::process::Stdio::null())
         .status();
 }
+
+/// One request on a fresh connection; the value of the response header `name` (lower case).
+pub fn response_header(addr: &str, path: &str, body: &[u8], name: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let prefix = format!("{name}: ");
+    out.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|v| v.trim().to_string())
+}

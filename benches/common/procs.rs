@@ -151,3 +151,17 @@ pub fn adapter_dirs(root: &std::path::Path, names: &[&str]) -> Vec<(String, Stri
         })
         .collect()
 }
+
+/// `lora-router sim` serving `bench-base` with `adapters` (all resident) and zero delays, keeping
+/// no request log: fast enough that what a bench measures is the router.
+pub fn spawn_fast_sim(bin: &str, adapters: &[(String, String)]) -> Proc {
+    let mut args: Vec<String> = ["sim", "--port", "0", "--served-model-name", "bench-base", "--threads", "1"]
+        .into_iter()
+        .chain(["--ttft-ms", "0", "--itl-ms", "0", "--lora-load-ms", "0", "--default-max-tokens", "16"])
+        .chain(["--record-requests", "0"])
+        .map(String::from)
+        .collect();
+    args.extend(["--max-loras".to_string(), adapters.len().max(1).to_string(), "--lora-modules".to_string()]);
+    args.extend(adapters.iter().map(|(n, p)| format!("{n}={p}")));
+    spawn_announcing("sim", "0-1", bin, &args)
+}
