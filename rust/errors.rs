@@ -22,6 +22,8 @@ pub enum ErrorKind {
     NoHealthyBackend,
     UpstreamUnreachable,
     UpstreamTimeout,
+    /// The replica a request was placed on could not load its adapter.
+    AdapterLoadFailed,
     Internal,
 }
 
@@ -37,6 +39,7 @@ pub const ALL_KINDS: &[ErrorKind] = &[
     ErrorKind::NoHealthyBackend,
     ErrorKind::UpstreamUnreachable,
     ErrorKind::UpstreamTimeout,
+    ErrorKind::AdapterLoadFailed,
     ErrorKind::Internal,
 ];
 
@@ -54,6 +57,7 @@ impl ErrorKind {
             ErrorKind::NoHealthyBackend => "no_healthy_backend",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::AdapterLoadFailed => "adapter_load_failed",
             ErrorKind::Internal => "internal",
         }
     }
@@ -67,7 +71,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamUnreachable | ErrorKind::AdapterLoadFailed => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -76,19 +80,33 @@ impl ErrorKind {
     /// The envelope's `type`: the OpenAI SDK's exception class for the status, the same
     /// spelling vLLM uses (`NotFoundError`, `BadRequestError`).
     pub fn type_name(self) -> &'static str {
-        match self.status().as_u16() {
-            400 => "BadRequestError",
-            401 => "AuthenticationError",
-            404 => "NotFoundError",
-            405 => "MethodNotAllowedError",
-            413 => "RequestTooLargeError",
-            429 => "RateLimitError",
-            502 => "BadGatewayError",
-            503 => "ServiceUnavailableError",
-            504 => "GatewayTimeoutError",
-            _ => "InternalServerError",
-        }
+        type_for_status(self.status().as_u16())
     }
+}
+
+/// The envelope's `type` for an HTTP status.
+pub fn type_for_status(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequestError",
+        401 => "AuthenticationError",
+        403 => "PermissionDeniedError",
+        404 => "NotFoundError",
+        405 => "MethodNotAllowedError",
+        409 => "ConflictError",
+        413 => "RequestTooLargeError",
+        422 => "UnprocessableEntityError",
+        429 => "RateLimitError",
+        502 => "BadGatewayError",
+        503 => "ServiceUnavailableError",
+        504 => "GatewayTimeoutError",
+        _ => "InternalServerError",
+    }
+}
+
+/// The OpenAI error envelope, for errors the router answers itself.
+pub fn envelope(status: u16, message: &str, param: Option<&str>) -> Bytes {
+    let v = json!({"error": {"message": message, "type": type_for_status(status), "param": param, "code": status}});
+    Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
 #[derive(Debug, Clone)]
@@ -121,13 +139,7 @@ impl RouterError {
     }
 
     pub fn body(&self) -> Bytes {
-        let v = json!({"error": {
-            "message": self.message,
-            "type": self.kind.type_name(),
-            "param": self.param,
-            "code": self.status().as_u16(),
-        }});
-        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+        envelope(self.status().as_u16(), &self.message, self.param)
     }
 }
 

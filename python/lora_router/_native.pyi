@@ -9,6 +9,9 @@ Answer: TypeAlias = tuple[str, float, str | None, str | None, bool | None] | Non
 """An external classifier's answer: None to abstain, or (category, confidence, model or
 adapter, system prompt, use_reasoning)."""
 
+AdminHandler: TypeAlias = Callable[[str, str, bytes], Awaitable[tuple[int, str]]]
+"""``handler(method, path, body)`` returns ``(status, JSON body)``."""
+
 Classifier: TypeAlias = tuple[
     Callable[[str, str, list[tuple[str, str]], str | None], Answer | Awaitable[Answer]],
     bool,
@@ -24,6 +27,13 @@ __version__: Final[str]
 class PlanError(ValueError):
     """A plan the native core cannot compile; the message starts with the plan field path."""
 
+class AdapterError(RuntimeError):
+    """A replica did not load or unload an adapter. ``args`` is ``(status, message)``: the
+    replica's HTTP status and message (404 with run-time updating off), 0 if unreachable."""
+
+def error_body(status: int, message: str, param: str | None = None) -> str:
+    """The OpenAI-style error envelope the router answers with, as JSON."""
+
 def error_kinds() -> list[tuple[str, int, str]]:
     """Every error the router answers itself: (kind, HTTP status, envelope ``type``)."""
 
@@ -36,11 +46,14 @@ class Router:
         threads: int = 0,
         classifiers: dict[str, Classifier] | None = None,
         event_loop: asyncio.AbstractEventLoop | None = None,
+        admin: AdminHandler | None = None,
     ) -> None:
         """Compiles ``plan_json`` (built by ``lora_router.config.build_plan``). ``threads`` sizes
         the process-wide native runtime the first time one is created (0: one per core).
         ``classifiers`` are the plan's ``external`` signals by name; async ones run on
-        ``event_loop``, which must be running on another thread. Raises ``PlanError``."""
+        ``event_loop``, which must be running on another thread. ``admin`` answers
+        ``/admin/...`` requests that carry the plan's admin key (on ``event_loop``).
+        Raises ``PlanError``."""
 
     def reload(
         self,
@@ -58,6 +71,26 @@ class Router:
         with ``model``), exactly as the data plane would decide for a request with these
         headers (lower-cased, credentials dropped) and tenant. Raises ``ValueError`` for a
         request the data plane would reject (bad JSON, unknown explicit model)."""
+
+    def replicas(self) -> str:
+        """Every endpoint as the router sees it, as a JSON list: ``name``, ``address``,
+        ``healthy``, ``requests_in_flight``, ``max_loras``, ``runtime_updates``
+        (unknown/on/off), ``synced``, ``waiting``, ``epoch`` (restarts seen), ``registered``
+        (served adapter -> path), ``resident`` (modelled GPU slots, most recent first),
+        ``inflight`` (per served adapter) and ``modelled_loads``."""
+
+    def load_adapter(self, endpoint: str, served: str, path: str, timeout_s: float) -> bool:
+        """Loads an adapter on an endpoint with vLLM's ``/v1/load_lora_adapter``: True if
+        loaded now, False if it already served it from ``path``. Blocks (releasing the GIL).
+        Raises ``AdapterError``, or ``ValueError`` for an unknown endpoint."""
+
+    def unload_adapter(self, endpoint: str, served: str, timeout_s: float) -> None:
+        """Unloads an adapter from an endpoint (one it does not serve counts as unloaded).
+        Raises ``AdapterError``."""
+
+    def home_order(self, adapter: str, base: str) -> list[str]:
+        """The endpoints of base model ``base`` in ``adapter``'s placement order (rendezvous
+        hashing): its homes first. Raises ``ValueError`` for an unknown base model."""
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         """Serves on ``host:port`` (0 picks a free port) and returns the bound address.

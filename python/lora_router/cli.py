@@ -346,9 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("names", nargs="*", help="models to build (default: all)")
     s.set_defaults(func=cmd_models)
 
+    from .adapters_cli import add_parser as add_adapters
     from .demo import add_parser as add_demo
 
     add_demo(sub)
+    add_adapters(sub)
     return p
 
 

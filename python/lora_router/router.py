@@ -14,6 +14,7 @@ from .config import ConfigError, LoadedConfig, Problem, build_plan, load_config,
 from .config.plan import uses_models
 from .models import load_onnxruntime
 from .plugins import Plugins, ServerCategories
+from .registry import Registry
 
 log = logging.getLogger("lora_router")
 
@@ -39,28 +40,40 @@ class Router:
         for w in self.loaded.warnings:
             log.warning("%s: %s", self.loaded.file, w)
         self._server_categories: ServerCategories | None = None
-        self._lock = threading.Lock()
-        self._plugins = Plugins(self.loaded, self._categories_listed)
+        self._lock = threading.RLock()
+        self.registry = Registry(self.loaded, self._rebuild)
+        self._plugins = Plugins(self.loaded, self._categories_listed, self.registry)
         try:
-            self.plan = build_plan(self.loaded)
+            self.plan = build_plan(self.loaded, None, self.registry)
             if uses_models(self.plan):
                 load_onnxruntime()
             server_threads = self.loaded.config.server.threads if threads is None else threads
             self._native = _native.Router(
-                json.dumps(self.plan), server_threads, self._plugins.entries, self._plugins.event_loop
+                json.dumps(self.plan),
+                server_threads,
+                self._plugins.entries,
+                self._plugins.event_loop,
+                self._plugins.admin,
             )
         except BaseException:
             self._plugins.stop()
             raise
+        self.registry.native = self._native
         self._plugins.start()
+
+    def _rebuild(self) -> None:
+        """Builds the plan again from the config, the MCP server's categories and the
+        registry's adapters, and swaps it in."""
+        with self._lock:
+            self.plan = build_plan(self.loaded, self._server_categories, self.registry)
+            self._native.reload(json.dumps(self.plan), self._plugins.entries, self._plugins.event_loop)
 
     def _categories_listed(self, categories: ServerCategories) -> None:
         """An MCP server listed its categories (at connect, or changed after a restart): the
         ones the config lacks join the plan."""
         with self._lock:
             self._server_categories = categories
-            self.plan = build_plan(self.loaded, categories)
-            self._native.reload(json.dumps(self.plan), self._plugins.entries, self._plugins.event_loop)
+            self._rebuild()
         log.info("MCP server categories: %s", ", ".join(categories.names))
 
     def wait_ready(self, timeout: float = 10.0) -> bool:
@@ -95,11 +108,13 @@ class Router:
         loaded = _load(config)
         self._check_plugins_unchanged(loaded)
         with self._lock:
-            plan = build_plan(loaded, self._server_categories)
+            self._plugins.run(self.registry.reconfigure(loaded), timeout=30)
+            plan = build_plan(loaded, self._server_categories, self.registry)
             if uses_models(plan):
                 load_onnxruntime()
             self._native.reload(json.dumps(plan), self._plugins.entries, self._plugins.event_loop)
             self.loaded, self.plan = loaded, plan
+        self.registry.wake()
 
     def _check_plugins_unchanged(self, loaded: LoadedConfig) -> None:
         """Custom classifiers are imported and the MCP client started once, at start."""
@@ -114,7 +129,9 @@ class Router:
 
     def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
         s = self.loaded.config.server
-        return self._native.start(host if host is not None else s.host, s.port if port is None else port)
+        address = self._native.start(host if host is not None else s.host, s.port if port is None else port)
+        self._plugins.start_registry()
+        return address
 
     def stop(self) -> None:
         self._native.stop()

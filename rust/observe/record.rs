@@ -141,6 +141,8 @@ pub struct RequestRecord {
     pub routing_us: u64,
     pub first_byte_us: Option<u64>,
     pub attempts: u32,
+    /// The chosen replica had to load the adapter first (an on-demand load).
+    pub loaded_adapter: bool,
     pub error: Option<&'static str>,
 }
 
@@ -159,6 +161,7 @@ impl RequestRecord {
             routing_us: 0,
             first_byte_us: None,
             attempts: 0,
+            loaded_adapter: false,
             error: None,
         }
     }
@@ -177,6 +180,7 @@ impl RequestRecord {
             "routing_us": self.routing_us,
             "attempts": self.attempts,
             "backend": self.backend.as_deref(),
+            "loaded_adapter": self.loaded_adapter,
             "error": self.error,
         });
         if let Outcome::UpstreamError(msg) = outcome {

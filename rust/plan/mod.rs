@@ -52,6 +52,12 @@ pub struct Plan {
     pub classify_messages: MessagePolicy,
     pub evaluate_all_signals: bool,
     pub audit_path: Option<String>,
+    /// Every adapter by the name clients use.
+    pub adapters: HashMap<Arc<str>, Adapter>,
+    pub placement: Placement,
+    /// The round-robin policy's position.
+    pub round_robin: std::sync::atomic::AtomicUsize,
+    pub admin_key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -62,6 +68,19 @@ pub struct BaseModel {
     pub reasoning: Option<ReasoningSpec>,
     pub adapters: Vec<Arc<str>>,
 }
+
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    pub name: Arc<str>,
+    /// The name vLLM serves the current version as.
+    pub served: Arc<str>,
+    pub base: usize,
+    pub path: Option<String>,
+    pub min_replicas: usize,
+    pub max_replicas: Option<usize>,
+}
+
+pub type Placement = PlacementSpec;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelRef {
@@ -110,6 +129,7 @@ impl Plan {
 
         let mut bases = Vec::with_capacity(spec.models.len());
         let mut models = HashMap::new();
+        let mut adapters = HashMap::new();
         for (bi, m) in spec.models.iter().enumerate() {
             let path = format!("models[{bi}]");
             let mut eps = Vec::new();
@@ -122,7 +142,7 @@ impl Plan {
             if models.insert(m.name.clone(), ModelRef::Base(bi)).is_some() {
                 return Err(PlanError::new(format!("{path}.name"), format!("duplicate model name '{}'", m.name)));
             }
-            let mut adapters = Vec::new();
+            let mut names = Vec::new();
             for (ai, a) in m.adapters.iter().enumerate() {
                 let name: Arc<str> = Arc::from(a.name.as_str());
                 if models.insert(a.name.clone(), ModelRef::Adapter { base: bi, name: name.clone() }).is_some() {
@@ -131,13 +151,24 @@ impl Plan {
                         format!("duplicate model name '{}'", a.name),
                     ));
                 }
-                adapters.push(name);
+                adapters.insert(
+                    name.clone(),
+                    Adapter {
+                        name: name.clone(),
+                        served: Arc::from(a.served_name.as_str()),
+                        base: bi,
+                        path: a.path.clone(),
+                        min_replicas: a.min_replicas.max(1),
+                        max_replicas: a.max_replicas,
+                    },
+                );
+                names.push(name);
             }
             bases.push(BaseModel {
                 name: Arc::from(m.name.as_str()),
                 endpoints: eps,
                 reasoning: m.reasoning.clone(),
-                adapters,
+                adapters: names,
             });
         }
 
@@ -188,6 +219,10 @@ impl Plan {
             classify_messages: spec.routing.classify_messages,
             evaluate_all_signals: spec.routing.evaluate_all_signals,
             audit_path: spec.audit.path,
+            adapters,
+            placement: spec.placement,
+            round_robin: std::sync::atomic::AtomicUsize::new(0),
+            admin_key: spec.admin_key,
         })
     }
 
@@ -200,10 +235,10 @@ impl Plan {
         Plan::compile(spec, previous, externals)
     }
 
-    /// The name sent upstream as `model` for a target.
+    /// The name sent upstream as `model` for a target: the adapter's served (versioned) name.
     pub fn upstream_model<'a>(&'a self, target: &'a Target) -> &'a str {
         match &target.adapter {
-            Some(a) => a,
+            Some(a) => self.adapters.get(a).map(|x| &*x.served).unwrap_or(a),
             None => &self.bases[target.base].name,
         }
     }
@@ -232,6 +267,7 @@ fn build_endpoints(specs: &[EndpointSpec], previous: Option<&Plan>) -> Result<Ve
         let replica = match reused {
             Some(r) => {
                 r.set_weight(e.weight);
+                r.lora.set_max_loras(e.max_loras);
                 r
             }
             None => Arc::new(Replica::new(e).map_err(|m| PlanError::new(path, m))?),
@@ -288,10 +324,14 @@ pub mod testing {
             "server": {"max_body_bytes": 1048576, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
                        "stream_idle_timeout_ms": 5000, "health_interval_ms": 1000, "health_timeout_ms": 500,
                        "drain_timeout_ms": 1000, "retry_connect_errors": true},
-            "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null}],
+            "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null, "max_loras": 2}],
             "models": [{"name": "base", "endpoints": ["e1"],
                         "reasoning": {"type": "chat_template_kwargs", "parameter": "enable_thinking"},
-                        "adapters": [{"name": "tech-lora"}, {"name": "legal-lora"}]}],
+                        "adapters": [
+                            {"name": "tech-lora", "served_name": "tech-lora", "path": "/adapters/tech-lora",
+                             "min_replicas": 1, "max_replicas": null},
+                            {"name": "legal-lora", "served_name": "legal-lora", "path": null,
+                             "min_replicas": 1, "max_replicas": null}]}],
             "categories": [
                 {"name": "technical", "system_prompt": "You are an engineer.", "system_prompt_mode": "replace",
                  "targets": [{"model": "base", "adapter": "tech-lora", "score": 1.0, "use_reasoning": true, "reasoning_effort": "medium"}]},
@@ -307,7 +347,9 @@ pub mod testing {
             ]}],
             "routing": {"virtual_models": ["MoM", "auto"], "router_model_name": "MoM", "classify_messages": "last_user",
                         "evaluate_all_signals": false},
-            "audit": {"path": null}
+            "placement": {"policy": "lora-aware", "spill_threshold": 8, "load_timeout_ms": 1000},
+            "audit": {"path": null},
+            "admin_key": null
         })
     }
 

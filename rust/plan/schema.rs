@@ -19,7 +19,10 @@ pub struct PlanSpec {
     /// Signals in evaluation order.
     pub signals: Vec<SignalSpec>,
     pub routing: RoutingSpec,
+    pub placement: PlacementSpec,
     pub audit: AuditSpec,
+    /// The admin API's bearer key (from the environment, resolved by Python); `None`: off.
+    pub admin_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +50,8 @@ pub struct EndpointSpec {
     pub weight: f64,
     /// Bearer key sent upstream (from the environment, resolved by Python).
     pub api_key: Option<String>,
+    /// The replica's GPU LoRA slots (vLLM `--max-loras`).
+    pub max_loras: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,7 +67,38 @@ pub struct BaseModelSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdapterSpec {
+    /// What clients and categories call it.
     pub name: String,
+    /// What vLLM serves it as: the name, or a versioned name (`name--v2`) after a new version.
+    pub served_name: String,
+    /// Where replicas load it from; `None`: only replicas that serve it statically.
+    pub path: Option<String>,
+    /// How many replicas it lives on at least (its homes).
+    pub min_replicas: usize,
+    /// How many replicas it may spread to under load; `None`: all.
+    pub max_replicas: Option<usize>,
+}
+
+/// How a replica is chosen for a request (replicas/select.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementSpec {
+    pub policy: Policy,
+    /// A replica this many requests above the least loaded one is saturated.
+    pub spill_threshold: u64,
+    /// How long a request waits for an on-demand adapter load.
+    pub load_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    LoraAware,
+    RoundRobin,
+    LeastLoaded,
+    RayMultiplex,
+    #[serde(rename = "llm-d-affinity")]
+    LlmdAffinity,
 }
 
 /// How `use_reasoning` / `reasoning_effort` are written into an upstream request.

@@ -18,7 +18,9 @@ use super::responses::{decision_headers, error_response};
 use super::RouterState;
 use crate::errors::{ErrorKind, RouterError};
 use crate::observe::{Completion, Outcome, RequestRecord};
-use crate::plan::Plan;
+use crate::plan::{Plan, Target};
+use crate::replicas::ondemand::ensure_loaded;
+use crate::replicas::vllm::AdapterError;
 use crate::replicas::{select, Replica};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,32 +53,49 @@ pub async fn forward(
     body: Bytes,
     mut record: RequestRecord,
 ) -> Response<RouterBody> {
-    let base = match &record.decision {
-        Some(d) => d.target.base,
+    let target = match &record.decision {
+        Some(d) => d.target.clone(),
         None => return fail(state, record, RouterError::new(ErrorKind::Internal, "no decision to forward")),
     };
+    let adapter = target.adapter.as_deref().and_then(|a| plan.adapters.get(a)).cloned();
+    let load_timeout = Duration::from_millis(plan.placement.load_timeout_ms);
     let max_attempts = if plan.server.retry_connect_errors { 2 } else { 1 };
     let timeout = Duration::from_millis(plan.server.request_timeout_ms);
     let mut tried: Vec<usize> = Vec::new();
     let mut last_connect_error: Option<RouterError> = None;
     loop {
-        let Some(idx) = select::pick(&plan, base, &tried) else {
-            let err = last_connect_error.unwrap_or_else(|| {
-                RouterError::new(
-                    ErrorKind::NoHealthyBackend,
-                    format!("No healthy endpoint serves the model `{}`.", plan.bases[base].name),
-                )
-            });
+        let Some(pick) = select::pick(&plan, &target, &tried) else {
+            let err = last_connect_error.unwrap_or_else(|| no_replica(&plan, &target));
             return fail(state, record, err);
         };
+        let idx = pick.replica;
         let replica = plan.endpoints[idx].clone();
         record.attempts += 1;
         record.backend = Some(replica.name.clone());
+        if let (true, Some(a)) = (pick.load, &adapter) {
+            match ensure_loaded(&state.client, &state.loads, &replica, a, load_timeout).await {
+                Ok(_) => record.loaded_adapter = true,
+                // It serves static adapters only: place the request elsewhere.
+                Err(AdapterError::RuntimeUpdatesOff) => {
+                    tried.push(idx);
+                    record.attempts -= 1;
+                    continue;
+                }
+                Err(e) => {
+                    let kind = match e {
+                        AdapterError::Unreachable(_) => ErrorKind::UpstreamTimeout,
+                        _ => ErrorKind::AdapterLoadFailed,
+                    };
+                    let msg = format!("The endpoint '{}' could not load the adapter `{}`: {e}", replica.name, a.name);
+                    return fail(state, record, RouterError::new(kind, msg));
+                }
+            }
+        }
         let request = match upstream_request(&replica, path, client_headers, body.clone(), &record) {
             Ok(r) => r,
             Err(e) => return fail(state, record, e),
         };
-        let inflight = replica.begin();
+        let inflight = replica.begin(adapter.as_ref().map(|a| a.served.clone()));
         let sent = Instant::now();
         match tokio::time::timeout(timeout, state.client.request(request)).await {
             Err(_) => {
@@ -116,6 +135,15 @@ pub async fn forward(
             }
         }
     }
+}
+
+fn no_replica(plan: &Plan, target: &Target) -> RouterError {
+    let base = &plan.bases[target.base].name;
+    let msg = match &target.adapter {
+        Some(a) => format!("No healthy endpoint of `{base}` serves or can load the adapter `{a}`."),
+        None => format!("No healthy endpoint serves the model `{base}`."),
+    };
+    RouterError::new(ErrorKind::NoHealthyBackend, msg)
 }
 
 fn upstream_request(

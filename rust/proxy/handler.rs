@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde_json::json;
 
+use super::admin;
 use super::body::RouterBody;
 use super::forward::{fail, forward};
 use super::responses::{error_response, json_value, model_list};
@@ -37,6 +38,14 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
             r.headers_mut()
                 .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
             r
+        }
+        (_, p) if p == "/admin" || p.starts_with("/admin/") => {
+            let (parts, body) = req.into_parts();
+            let limit = state.plan.load().server.max_body_bytes;
+            match read_body(&parts.headers, body, limit).await {
+                Ok(bytes) => admin::handle(&state, &parts.method, parts.uri.path(), &parts.headers, bytes).await,
+                Err(e) => error_response(&e),
+            }
         }
         (m, p) if KNOWN_PATHS.contains(&p) => {
             error_response(&RouterError::new(ErrorKind::MethodNotAllowed, format!("Method {m} is not allowed on {p}.")))

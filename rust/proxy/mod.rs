@@ -3,13 +3,14 @@
 //! `handler.rs` reads top to bottom as the request path: read body, parse, decide, rewrite,
 //! forward (`forward.rs`, with the one retry rule), respond with decision headers, record.
 
+pub mod admin;
 pub mod body;
 pub mod forward;
 pub mod handler;
 pub mod responses;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -21,8 +22,10 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::observe::Observer;
 use crate::plan::{Plan, PlanError};
+use crate::replicas::ondemand::LoadLocks;
 use crate::signals::Externals;
 use crate::util::rng;
+use admin::AdminHandler;
 
 pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -30,6 +33,10 @@ pub struct RouterState {
     pub plan: ArcSwap<Plan>,
     pub client: UpstreamClient,
     pub observer: Arc<Observer>,
+    /// On-demand adapter loads in flight (one per adapter and replica).
+    pub loads: LoadLocks,
+    /// The admin API's handler, registered by the Python layer.
+    pub admin: OnceLock<Arc<dyn AdminHandler>>,
     ids: RequestIds,
 }
 
@@ -42,6 +49,8 @@ impl RouterState {
             plan: ArcSwap::from_pointee(plan),
             client,
             observer: Arc::new(observer),
+            loads: LoadLocks::default(),
+            admin: OnceLock::new(),
             ids: RequestIds::new(),
         }))
     }

@@ -10,13 +10,15 @@ use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3_async_runtimes::TaskLocals;
 
+use super::admin::{self, PyAdmin};
 use super::classifier::PyClassifier;
 use super::plan_error;
 use crate::decision::{decide, RequestContext};
 use crate::errors::RouterError;
 use crate::plan::Plan;
+use crate::proxy::admin::AdminHandler;
 use crate::proxy::{handler, RouterState};
-use crate::replicas::health;
+use crate::replicas::{self, health};
 use crate::request::RequestView;
 use crate::server::{self, ServerHandle};
 use crate::signals::{ExternalClassifier, Externals};
@@ -25,13 +27,9 @@ use crate::signals::{ExternalClassifier, Externals};
 type PyClassifiers = HashMap<String, (Py<PyAny>, bool, Option<Py<PyAny>>)>;
 
 /// The Python layer's classifiers into the core's registry.
-fn externals(py: Python<'_>, classifiers: Option<PyClassifiers>, event_loop: Option<Py<PyAny>>) -> PyResult<Externals> {
+fn externals(classifiers: Option<PyClassifiers>, locals: Option<Arc<TaskLocals>>) -> PyResult<Externals> {
     let mut out = Externals::new();
     let Some(classifiers) = classifiers else { return Ok(out) };
-    let locals = match event_loop {
-        Some(l) => Some(Arc::new(TaskLocals::new(l.into_bound(py)).copy_context(py)?)),
-        None => None,
-    };
     for (name, (entry, is_async, status)) in classifiers {
         if is_async && locals.is_none() {
             return Err(PyRuntimeError::new_err(format!("classifier '{name}' is async but no event loop was given")));
@@ -58,18 +56,28 @@ pub struct PyRouter {
 #[pymethods]
 impl PyRouter {
     #[new]
-    #[pyo3(signature = (plan_json, threads = 0, classifiers = None, event_loop = None))]
+    #[pyo3(signature = (plan_json, threads = 0, classifiers = None, event_loop = None, admin = None))]
     fn new(
         py: Python<'_>,
         plan_json: &str,
         threads: usize,
         classifiers: Option<PyClassifiers>,
         event_loop: Option<Py<PyAny>>,
+        admin: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
-        let externals = externals(py, classifiers, event_loop)?;
+        let locals = match &event_loop {
+            Some(l) => Some(Arc::new(TaskLocals::new(l.clone_ref(py).into_bound(py)).copy_context(py)?)),
+            None => None,
+        };
+        let externals = externals(classifiers, locals.clone())?;
         // Building a plan can embed category examples: let other Python threads run meanwhile.
         let plan = py.detach(|| Plan::from_json_with(plan_json, None, &externals)).map_err(plan_error)?;
         let state = RouterState::new(plan).map_err(plan_error)?;
+        if let Some(entry) = admin {
+            let locals = locals.ok_or_else(|| PyRuntimeError::new_err("the admin handler needs an event loop"))?;
+            let handler: Arc<dyn AdminHandler> = Arc::new(PyAdmin::new(entry, locals));
+            let _ = state.admin.set(handler);
+        }
         Ok(PyRouter { state, threads, running: Mutex::new(None) })
     }
 
@@ -82,9 +90,34 @@ impl PyRouter {
         classifiers: Option<PyClassifiers>,
         event_loop: Option<Py<PyAny>>,
     ) -> PyResult<()> {
-        let externals = externals(py, classifiers, event_loop)?;
+        let locals = match event_loop {
+            Some(l) => Some(Arc::new(TaskLocals::new(l.into_bound(py)).copy_context(py)?)),
+            None => None,
+        };
+        let externals = externals(classifiers, locals)?;
         let state = self.state.clone();
         py.detach(|| state.reload(plan_json, &externals)).map_err(plan_error)
+    }
+
+    /// Every endpoint as the router sees it (health, load, adapters served, modelled slots), as JSON.
+    fn replicas(&self) -> String {
+        replicas::snapshot(&self.state.plan.load().endpoints).to_string()
+    }
+
+    /// Loads an adapter on an endpoint through vLLM's API; true if loaded now, false if it
+    /// already served it from that path. Raises `AdapterError(status, message)`.
+    fn load_adapter(&self, py: Python<'_>, endpoint: &str, served: &str, path: &str, timeout_s: f64) -> PyResult<bool> {
+        admin::load(py, &self.state, endpoint, served, path, timeout_s)
+    }
+
+    /// Unloads an adapter from an endpoint (one it does not serve counts as unloaded).
+    fn unload_adapter(&self, py: Python<'_>, endpoint: &str, served: &str, timeout_s: f64) -> PyResult<()> {
+        admin::unload(py, &self.state, endpoint, served, timeout_s)
+    }
+
+    /// The endpoints of `base` in `adapter`'s home (placement) order.
+    fn home_order(&self, adapter: &str, base: &str) -> PyResult<Vec<String>> {
+        admin::home_order(&self.state, adapter, base)
     }
 
     /// The decision for a `{"text": ...}` or `{"messages": [...]}` request, as JSON.

@@ -1,6 +1,7 @@
 //! Active health checks: every interval, `GET /health` on each endpoint of the current plan.
-//! A failed probe ejects the endpoint; a good one brings it back. Connect errors on real
-//! traffic eject at once (proxy/forward.rs), and this loop is what probes them back.
+//! A failed probe ejects the endpoint; a good one brings it back, and syncs what the router
+//! knows of its adapters (replicas/sync.rs). Connect errors on real traffic eject at once
+//! (proxy/forward.rs), and this loop is what probes them back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub async fn run(state: Arc<RouterState>, mut stop: tokio::sync::watch::Receiver
             async move {
                 let ok = probe(&state, &r.authority, timeout).await;
                 if ok {
+                    super::sync::sync(&state.client, &r, timeout).await;
                     r.mark_healthy();
                 } else {
                     r.mark_unhealthy();

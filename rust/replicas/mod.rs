@@ -1,8 +1,15 @@
-//! The vLLM replicas behind the router: their addresses, health and load. A `Replica` is
-//! shared between plans (reloads keep its state); `select` picks one for a request.
+//! The vLLM replicas behind the router: their addresses, health, load and adapters. A
+//! `Replica` is shared between plans (reloads keep its state); `select` picks one for a
+//! request; `sync` keeps each replica's state in step with the replica itself; `vllm` speaks
+//! vLLM's adapter API; `lora` models each replica's adapters; `ondemand` loads an adapter
+//! where a request needs it.
 
 pub mod health;
+pub mod lora;
+pub mod ondemand;
 pub mod select;
+pub mod sync;
+pub mod vllm;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -22,6 +29,7 @@ pub struct Replica {
     weight_bits: AtomicU64,
     healthy: AtomicBool,
     inflight: AtomicUsize,
+    pub lora: lora::LoraState,
 }
 
 impl Replica {
@@ -50,6 +58,7 @@ impl Replica {
             weight_bits: AtomicU64::new(spec.weight.to_bits()),
             healthy: AtomicBool::new(true),
             inflight: AtomicUsize::new(0),
+            lora: lora::LoraState::new(spec.max_loras),
         })
     }
 
@@ -82,24 +91,49 @@ impl Replica {
         self.inflight.load(Ordering::Relaxed)
     }
 
-    /// Counts a request as in flight until the guard drops (when the response body ends).
-    pub fn begin(self: &Arc<Self>) -> InflightGuard {
+    /// Counts a request (for `adapter`, by its served name) as in flight until the guard drops,
+    /// when the response body ends; the adapter is touched in the slot model.
+    pub fn begin(self: &Arc<Self>, adapter: Option<Arc<str>>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::Relaxed);
-        InflightGuard(self.clone())
+        if let Some(a) = &adapter {
+            self.lora.begin(a);
+        }
+        InflightGuard { replica: self.clone(), adapter }
     }
 }
 
+/// Every endpoint of a plan as the router sees it, for `/admin/replicas` and the registry.
+pub fn snapshot(endpoints: &[Arc<Replica>]) -> serde_json::Value {
+    endpoints
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(r.lora.snapshot()).unwrap_or_default();
+            v["name"] = serde_json::json!(&*r.name);
+            v["address"] = serde_json::json!(r.authority);
+            v["healthy"] = serde_json::json!(r.is_healthy());
+            v["requests_in_flight"] = serde_json::json!(r.inflight());
+            v
+        })
+        .collect()
+}
+
 #[derive(Debug)]
-pub struct InflightGuard(Arc<Replica>);
+pub struct InflightGuard {
+    replica: Arc<Replica>,
+    adapter: Option<Arc<str>>,
+}
 
 impl InflightGuard {
     pub fn replica(&self) -> &Arc<Replica> {
-        &self.0
+        &self.replica
     }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+        self.replica.inflight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(a) = &self.adapter {
+            self.replica.lora.end(a);
+        }
     }
 }

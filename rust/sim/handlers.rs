@@ -383,6 +383,13 @@ fn metrics(state: &SimState) -> String {
         );
     }
     gauge(&mut out, "vllm:lora_requests_info", "Running stats on lora requests.", info.trim_end().to_string());
+    // prometheus_client's process collector, which vLLM's /metrics includes.
+    gauge(
+        &mut out,
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        format!("process_start_time_seconds {:.2}", state.started_unix),
+    );
     let counter = |out: &mut String, name: &str, help: &str, value: String| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{value}");
     };

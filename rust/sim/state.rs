@@ -33,6 +33,8 @@ pub struct SimState {
     lora_info: Mutex<Vec<(String, f64)>>,
     recent: Mutex<VecDeque<(String, Bytes)>>,
     pub started: std::time::Instant,
+    /// Unix time the simulator started, for `process_start_time_seconds`.
+    pub started_unix: f64,
 }
 
 #[derive(Default)]
@@ -82,6 +84,7 @@ impl SimState {
             lora_info: Mutex::new(vec![(String::new(), now_ts())]),
             recent: Mutex::new(VecDeque::new()),
             started: std::time::Instant::now(),
+            started_unix: now_ts(),
         }
     }
 

@@ -26,6 +26,27 @@ def resolve_path(loaded: LoadedConfig, value: str) -> Path | None:
     return None
 
 
+def outside_roots(path: str, roots: list[str], base: Path) -> str | None:
+    """Why an adapter path is not allowed, or None: it must be absolute (or relative to
+    ``base``), free of ``..``, and lie under one of ``roots`` (also once symlinks are
+    resolved, when it exists here)."""
+    if "\x00" in path:
+        return "the path contains a NUL byte"
+    if ".." in Path(path).parts:
+        return "the path may not contain '..'"
+    if not roots:
+        return "no adapter_roots are configured, so no adapter path is allowed"
+    full = Path(os.path.normpath(base / Path(path).expanduser()))
+    resolved_roots = [Path(os.path.normpath(base / Path(r).expanduser())) for r in roots]
+    if not any(full == r or r in full.parents for r in resolved_roots):
+        return f"{full} is not under adapter_roots ({', '.join(str(r) for r in resolved_roots)})"
+    if full.exists():
+        real = full.resolve()
+        if not any(real == r.resolve() or r.resolve() in real.parents for r in resolved_roots):
+            return f"{full} resolves to {real}, outside adapter_roots"
+    return None
+
+
 def cross_check(loaded: LoadedConfig) -> list[Problem]:
     c = loaded.config
     problems: list[Problem] = []
@@ -111,6 +132,19 @@ def cross_check(loaded: LoadedConfig) -> list[Problem]:
                     f"path '{cm.category_mapping_path}' does not exist",
                 )
             )
+
+    for base, m in c.models.items():
+        for j, lo in enumerate(m.loras):
+            key = f"model_config.{base}.loras[{j}]"
+            if lo.max_replicas is not None and lo.max_replicas < lo.min_replicas:
+                problems.append(Problem(f"{key}.max_replicas", "max_replicas is below min_replicas"))
+            if lo.path is not None and c.adapter_roots:
+                why = outside_roots(lo.path, c.adapter_roots, loaded.base_dir)
+                if why:
+                    problems.append(Problem(f"{key}.path", why))
+    for i, root in enumerate(c.adapter_roots):
+        if not Path(root).expanduser().is_absolute() and ".." in Path(root).parts:
+            problems.append(Problem(f"adapter_roots[{i}]", "a root may not contain '..'"))
 
     custom_names = [cc.name for cc in c.classifier.custom]
     for i, cc in enumerate(c.classifier.custom):

@@ -25,6 +25,13 @@ class Strict(BaseModel):
 class Lora(Strict):
     name: str = Field(min_length=1)
     description: str = ""
+    path: str | None = None
+    """Where replicas load it from (a directory under ``adapter_roots``); without it, only
+    replicas that serve it already (``--lora-modules``) can."""
+    min_replicas: int = Field(default=1, ge=1)
+    """Replicas it is kept loaded on (its homes)."""
+    max_replicas: int | None = Field(default=None, ge=1)
+    """Replicas it may spread to under load (default: all)."""
 
 
 class PiiPolicy(Strict):
@@ -52,6 +59,8 @@ class Endpoint(Strict):
     health_check_path: str | None = None
     api_key_env: str | None = None
     """Name of an environment variable holding a bearer key to send to this endpoint."""
+    max_loras: int = Field(default=1, ge=1)
+    """The replica's GPU LoRA slots (vLLM ``--max-loras``, default 1); its metrics correct it."""
 
 
 class ModelScore(Strict):
@@ -217,6 +226,31 @@ class Routing(Strict):
     retry_connect_errors: bool = True
 
 
+PlacementPolicy = Literal["lora-aware", "round-robin", "least-loaded", "ray-multiplex", "llm-d-affinity"]
+
+
+class Placement(Strict):
+    """How a replica is chosen for a request, and how adapters are kept where they are needed."""
+
+    policy: PlacementPolicy = "lora-aware"
+    """``lora-aware`` (slots and homes); the others are there for comparison."""
+    spill_threshold: int = Field(default=8, ge=1)
+    """A replica this many requests above the least loaded one is saturated: an adapter spills
+    from its homes only then."""
+    load_timeout_s: float = Field(default=60.0, gt=0)
+    """How long a request (or a registration) waits for an adapter to load."""
+    reconcile_interval_s: float = Field(default=5.0, gt=0)
+    """How often the registry checks that every adapter is loaded where it must be."""
+    drain_timeout_s: float = Field(default=600.0, gt=0)
+    """How long an unregistered adapter (or an old version) waits for its requests to finish
+    before it is unloaded anyway."""
+
+
+class Admin(Strict):
+    api_key_env: str = "LORA_ROUTER_ADMIN_KEY"
+    """The environment variable holding the admin API's key; unset: the admin API is off."""
+
+
 class AuditLog(Strict):
     enabled: bool = False
     path: str = "lora-router-audit.jsonl"
@@ -245,6 +279,10 @@ class RouterConfig(Strict):
     inference: Inference = Inference()
     routing: Routing = Routing()
     audit_log: AuditLog = AuditLog()
+    adapter_roots: list[str] = []
+    """Directories every adapter path (from the config or the admin API) must lie under."""
+    placement: Placement = Placement()
+    admin: Admin = Admin()
 
 
 IGNORED_SECTIONS = ("bert_model", "semantic_cache", "tools", "prompt_guard", "api", "observability")

@@ -214,8 +214,36 @@ def server_categories(c: RouterConfig, extra: Any) -> list[dict[str, Any]]:
     ]
 
 
-def build_plan(loaded: LoadedConfig, extra_categories: Any = None) -> dict[str, Any]:
-    """The plan for a config; ``extra_categories`` are those an MCP server listed."""
+def adapters_for(loaded: LoadedConfig, base: str, registered: Any) -> list[dict[str, Any]]:
+    """A base model's adapters: the config's, then those registered at run time
+    (``registered``: lora_router.registry's view), each under its current served name."""
+    out = []
+    for lo in loaded.config.models[base].loras:
+        current = registered.current(lo.name) if registered is not None else None
+        out.append(
+            {
+                "name": lo.name,
+                "served_name": current.served_name if current else lo.name,
+                "path": current.path if current else adapter_path(loaded, lo.path),
+                "min_replicas": lo.min_replicas,
+                "max_replicas": lo.max_replicas,
+            }
+        )
+    if registered is not None:
+        out += [a.plan_entry() for a in registered.runtime_adapters(base)]
+    return out
+
+
+def adapter_path(loaded: LoadedConfig, path: str | None) -> str | None:
+    """An adapter path from the config, absolute (relative ones are relative to the config)."""
+    if path is None:
+        return None
+    return os.path.normpath(os.path.join(loaded.base_dir, os.path.expanduser(path)))
+
+
+def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: Any = None) -> dict[str, Any]:
+    """The plan for a config; ``extra_categories`` are those an MCP server listed;
+    ``registered`` is the adapter registry (run-time adapters and versions)."""
     c = loaded.config
     s = c.server
     categories, default = categories_for(c)
@@ -242,6 +270,7 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None) -> dict[str, 
                 "port": e.port,
                 "weight": e.weight,
                 "api_key": os.environ.get(e.api_key_env) if e.api_key_env else None,
+                "max_loras": e.max_loras,
             }
             for e in c.vllm_endpoints
         ],
@@ -250,7 +279,7 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None) -> dict[str, 
                 "name": base,
                 "endpoints": endpoints_for(c, base),
                 "reasoning": reasoning_for(c, base),
-                "adapters": [{"name": lo.name} for lo in m.loras],
+                "adapters": adapters_for(loaded, base, registered),
             }
             for base, m in c.models.items()
         ],
@@ -263,5 +292,11 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None) -> dict[str, 
             "classify_messages": c.routing.classify_messages,
             "evaluate_all_signals": c.routing.evaluate_all_signals,
         },
+        "placement": {
+            "policy": c.placement.policy,
+            "spill_threshold": c.placement.spill_threshold,
+            "load_timeout_ms": round(c.placement.load_timeout_s * 1000),
+        },
         "audit": {"path": audit_path},
+        "admin_key": os.environ.get(c.admin.api_key_env) or None,
     }

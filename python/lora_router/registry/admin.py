@@ -1,0 +1,93 @@
+"""The admin API, behind the key the core checks (rust/proxy/admin.rs):
+
+- ``GET /admin/adapters``: every adapter, its versions and where each is loaded;
+- ``GET /admin/adapters/{name}``: one of them;
+- ``POST /admin/adapters`` ``{name, path, base_model, min_replicas?, max_replicas?}``: 201 once
+  loaded on ``min_replicas`` replicas (a new path under an existing name is a new version);
+- ``DELETE /admin/adapters/{name}``: 202 at once; it drains, then is unloaded everywhere;
+- ``GET /admin/replicas``: each replica's health, slots, adapters and queue.
+
+Errors are OpenAI-style envelopes with the status that fits: 400 bad request or path, 404
+unknown adapter or base model, 409 a name that is taken, 502/503 a replica that refused (with
+its reason).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import unquote
+
+from .. import _native
+from .registry import Registry, RegistryError
+
+log = logging.getLogger("lora_router.admin")
+
+Reply = tuple[int, str]
+
+
+def ok(status: int, payload: Any) -> Reply:
+    return status, json.dumps(payload)
+
+
+def error(status: int, message: str, param: str | None = None) -> Reply:
+    return status, _native.error_body(status, message, param)
+
+
+class AdminAPI:
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    async def __call__(self, method: str, path: str, body: bytes) -> Reply:
+        try:
+            return await self.route(method, path.rstrip("/"), body)
+        except RegistryError as e:
+            return error(e.status, e.message, e.param)
+
+    async def route(self, method: str, path: str, body: bytes) -> Reply:
+        r = self.registry
+        if path == "/admin/adapters":
+            if method == "GET":
+                return ok(200, {"object": "list", "data": r.list()})
+            if method == "POST":
+                return await self.register(body)
+            return error(405, f"Method {method} is not allowed on {path}.")
+        if path.startswith("/admin/adapters/"):
+            name = unquote(path.removeprefix("/admin/adapters/"))
+            if method == "GET":
+                return ok(200, r.get(name))
+            if method == "DELETE":
+                return ok(202, await r.unregister(name))
+            return error(405, f"Method {method} is not allowed on {path}.")
+        if path == "/admin/replicas":
+            if method == "GET":
+                return ok(200, {"object": "list", "data": r.replicas()})
+            return error(405, f"Method {method} is not allowed on {path}.")
+        return error(404, f"No route for {path}.")
+
+    async def register(self, body: bytes) -> Reply:
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError as e:
+            return error(400, f"The body is not valid JSON: {e}")
+        if not isinstance(req, dict):
+            return error(400, "The body must be a JSON object.")
+        fields = {"name": str, "path": str, "base_model": str}
+        for key, kind in fields.items():
+            if not isinstance(req.get(key), kind) or not req[key]:
+                return error(400, f"`{key}` is required and must be a non-empty string.", key)
+        for key in ("min_replicas", "max_replicas"):
+            v = req.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                return error(400, f"`{key}` must be a positive integer.", key)
+        unknown = sorted(set(req) - {*fields, "min_replicas", "max_replicas"})
+        if unknown:
+            return error(400, f"Unknown field `{unknown[0]}`.", unknown[0])
+        name = req["name"]
+        if not all(ch.isalnum() or ch in "-_." for ch in name):
+            return error(400, "`name` may hold letters, digits, '-', '_' and '.' only.", "name")
+        result = await self.registry.register(
+            name, req["path"], req["base_model"], req.get("min_replicas") or 1, req.get("max_replicas")
+        )
+        return ok(201, result)

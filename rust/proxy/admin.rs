@@ -1,0 +1,81 @@
+//! The admin API's door: `/admin/...` requests are checked against the admin key here and
+//! handed to the handler the Python layer registered (python/lora_router/registry), which
+//! owns what they mean. The key comes from the environment variable the config names; with
+//! none set the admin API is off.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use super::body::RouterBody;
+use super::RouterState;
+use crate::errors::envelope;
+
+pub type AdminFuture = Pin<Box<dyn Future<Output = Result<(u16, String), String>> + Send>>;
+
+/// Answers an admin request: its status and JSON body (an error is an OpenAI-style envelope
+/// the handler built).
+pub trait AdminHandler: Send + Sync {
+    fn handle(&self, method: String, path: String, body: Bytes) -> AdminFuture;
+}
+
+fn error(status: StatusCode, message: &str) -> Response<RouterBody> {
+    respond(status.as_u16(), envelope(status.as_u16(), message, None))
+}
+
+fn respond(status: u16, body: Bytes) -> Response<RouterBody> {
+    let mut r = Response::new(RouterBody::full(body));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Compares without an early exit, so the time taken says nothing about the key.
+fn same_key(given: &[u8], key: &[u8]) -> bool {
+    let mut diff = given.len() ^ key.len();
+    for (i, b) in key.iter().enumerate() {
+        diff |= usize::from(b ^ given.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+pub async fn handle(
+    state: &RouterState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response<RouterBody> {
+    let plan = state.plan.load();
+    let Some(key) = plan.admin_key.as_deref() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "The admin API is off: set the environment variable that admin.api_key_env names (LORA_ROUTER_ADMIN_KEY by default).",
+        );
+    };
+    let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| same_key(g.trim().as_bytes(), key.as_bytes())) {
+        return error(StatusCode::UNAUTHORIZED, "The admin API needs `Authorization: Bearer <admin key>`.");
+    }
+    let Some(handler) = state.admin.get() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "The admin API has no handler in this process.");
+    };
+    match handler.handle(method.to_string(), path.to_string(), body).await {
+        Ok((status, json)) => respond(status, Bytes::from(json)),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("The admin handler failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_compare_fully() {
+        assert!(super::same_key(b"secret", b"secret"));
+        assert!(!super::same_key(b"secre", b"secret"));
+        assert!(!super::same_key(b"secretX", b"secret"));
+        assert!(!super::same_key(b"", b"secret"));
+    }
+}
