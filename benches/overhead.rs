@@ -81,6 +81,7 @@ impl Bench {
                     duration: Duration::from_secs_f64(self.seconds),
                     first_chunk: stream,
                     rate,
+                    variants: None,
                 });
                 assert!(r.errors == 0 && !r.latencies_us.is_empty(), "{} failed with {} errors", arm.name, r.errors);
                 runs[i].push(r);
@@ -234,6 +235,7 @@ fn main() {
         duration: Duration::from_secs_f64(bench.seconds),
         first_chunk: false,
         rate: None,
+        variants: None,
     });
     println!("simulator on one core, c=32, short chat request: {:.0} requests/s (p50 {:.0} µs)", r.rps(), r.p50());
     results.insert("simulator_rps_one_core".into(), json!(r.rps()));

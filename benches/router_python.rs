@@ -23,10 +23,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use common::loadgen::{self, LoadResult, LoadSpec};
+use common::loadgen::{self, ArmLoad, LoadResult};
 use common::{median, procs, repin};
 use serde_json::{json, Map, Value};
 
@@ -108,25 +106,17 @@ fn main() {
     }
 
     let cell = |concurrency: usize, rate: Option<(f64, f64)>| -> Vec<Vec<LoadResult>> {
-        let mut runs: Vec<Vec<LoadResult>> = arms.iter().map(|_| Vec::new()).collect();
-        for _ in 0..repeats {
-            for (i, arm) in arms.iter().enumerate() {
-                let r = loadgen::run(&LoadSpec {
-                    addr: arm.addr.clone(),
-                    path: "/v1/chat/completions",
-                    body: body(arm.model),
-                    headers: vec![],
-                    concurrency,
-                    warmup: Duration::from_secs(1),
-                    duration: Duration::from_secs_f64(seconds),
-                    first_chunk: false,
-                    rate: rate.map(|(others, mcp)| if arm.name == "mcp stdio" { mcp } else { others }),
-                });
-                assert!(r.errors == 0 && !r.latencies_us.is_empty(), "{} failed with {} errors", arm.name, r.errors);
-                runs[i].push(r);
-            }
-        }
-        runs
+        let loads: Vec<ArmLoad> = arms
+            .iter()
+            .map(|arm| ArmLoad {
+                name: arm.name.into(),
+                addr: arm.addr.clone(),
+                body: body(arm.model),
+                headers: vec![],
+                rate: rate.map(|(others, mcp)| if arm.name == "mcp stdio" { mcp } else { others }),
+            })
+            .collect();
+        loadgen::repeat_arms(&loads, concurrency, seconds, repeats)
     };
     let stat = |rs: &[LoadResult], f: fn(&LoadResult) -> f64| median(&mut rs.iter().map(f).collect::<Vec<_>>());
 

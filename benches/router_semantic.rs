@@ -102,6 +102,7 @@ fn main() {
                 duration: Duration::from_secs_f64(seconds / QUESTIONS.len() as f64),
                 first_chunk: false,
                 rate: None,
+                variants: None,
             };
             direct.extend(loadgen::run(&spec(sim.addr(), body("technical-lora"))).latencies_us);
             routed.extend(loadgen::run(&spec(router.addr(), body("MoM"))).latencies_us);

@@ -3,7 +3,8 @@
 //! The modules follow a request's path: a `plan` (compiled once from the dict Python builds)
 //! drives the `proxy`, which parses a `request`, runs `signals`, takes a `decision`, picks one
 //! of the `replicas`, forwards the request and records what happened in `observe`.
-//! `sim` is the vLLM simulator used by tests, the demo and the benchmarks. `py` (feature
+//! `tenants` says who is calling, what they may use, which experiment arm serves them and
+//! what quota they have left. `sim` is the vLLM simulator used by tests, the demo and the benchmarks. `py` (feature
 //! `python`) is the only module that knows about Python.
 
 pub mod decision;
@@ -17,6 +18,7 @@ pub mod request;
 pub mod server;
 pub mod signals;
 pub mod sim;
+pub mod tenants;
 pub mod util;
 
 #[cfg(feature = "python")]

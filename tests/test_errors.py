@@ -156,18 +156,26 @@ def test_upstream_errors_are_relayed(router, sim):
     assert r.headers["x-lora-router-backend"] == "vllm-0"
 
 
-def test_upstream_404_for_an_adapter_the_replica_lacks(router, sim):
-    # The router knows legal-lora; unload it from the replica and vLLM's own 404 comes back.
+def test_an_adapter_the_replica_lost(router, sim):
+    # The router knows legal-lora (declared without a path, so it cannot load it). Unload it
+    # from the replica: until the router's next sync of /v1/models it still sends it there and
+    # relays vLLM's own 404; once synced it knows no replica serves it and says so with 503.
     assert httpx.post(f"{sim.url}/v1/unload_lora_adapter", json={"lora_name": "legal-lora"}).status_code == 200
     try:
         r = httpx.post(f"{router.url}/v1/chat/completions", json=chat("legal-lora"))
-        assert r.status_code == 404
-        assert r.json()["error"]["message"] == "The model `legal-lora` does not exist. Valid aliases: tiny-base."
+        if r.status_code == 404:
+            assert r.json()["error"]["message"] == "The model `legal-lora` does not exist. Valid aliases: tiny-base."
+        else:
+            assert r.status_code == 503
+        wait_until(lambda: httpx.post(f"{router.url}/v1/chat/completions", json=chat("legal-lora")).status_code == 503)
+        err = assert_error(httpx.post(f"{router.url}/v1/chat/completions", json=chat("legal-lora")), 503)
+        assert err["message"] == "No healthy endpoint of `tiny-base` serves or can load the adapter `legal-lora`."
     finally:
         reqs = httpx.get(f"{sim.url}/v1/models").json()["data"]
         assert "legal-lora" not in [m["id"] for m in reqs]
         path = next(a for a in sim.args if a.startswith("legal-lora=")).split("=", 1)[1]
         httpx.post(f"{sim.url}/v1/load_lora_adapter", json={"lora_name": "legal-lora", "lora_path": path})
+        wait_until(lambda: httpx.post(f"{router.url}/v1/chat/completions", json=chat("legal-lora")).status_code == 200)
 
 
 def test_unknown_route_and_method(router):

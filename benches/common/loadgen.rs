@@ -2,6 +2,8 @@
 //! connection, send the same request back to back. Latency is to the end of the body, or to
 //! its first chunk for streaming requests (time to first chunk); the body is always drained.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -24,6 +26,8 @@ pub struct LoadSpec {
     pub first_chunk: bool,
     /// Offered load in requests per second over all workers; `None` sends back to back.
     pub rate: Option<f64>,
+    /// Bodies to send in turn instead of `body` (the n-th request overall sends the n-th).
+    pub variants: Option<Arc<Vec<Bytes>>>,
 }
 
 pub struct LoadResult {
@@ -55,9 +59,11 @@ async fn run_async(spec: LoadSpec) -> LoadResult {
     let measure_from = start + spec.warmup;
     let end = measure_from + spec.duration;
     let mut tasks = Vec::new();
+    let sent = Arc::new(AtomicUsize::new(0));
     for _ in 0..spec.concurrency {
         let spec = spec.clone();
-        tasks.push(tokio::spawn(async move { worker(spec, measure_from, end).await }));
+        let sent = sent.clone();
+        tasks.push(tokio::spawn(async move { worker(spec, measure_from, end, sent).await }));
     }
     let mut latencies = Vec::new();
     let mut errors = 0;
@@ -80,7 +86,7 @@ async fn connect(addr: &str) -> Option<http1::SendRequest<Full<Bytes>>> {
     Some(sender)
 }
 
-async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant) -> (Vec<u32>, usize) {
+async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant, sent: Arc<AtomicUsize>) -> (Vec<u32>, usize) {
     let mut out = Vec::with_capacity(100_000);
     let mut errors = 0;
     let mut sender = None;
@@ -101,10 +107,14 @@ async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant) -> (Vec<u32
             }
         }
         let s = sender.as_mut().expect("connected");
+        let body = match &spec.variants {
+            Some(v) => v[sent.fetch_add(1, Ordering::Relaxed) % v.len()].clone(),
+            None => spec.body.clone(),
+        };
         let mut req = Request::post(spec.path)
             .header("host", &spec.addr)
             .header("content-type", "application/json")
-            .body(Full::new(spec.body.clone()))
+            .body(Full::new(body))
             .expect("request");
         for (k, v) in &spec.headers {
             req.headers_mut().insert(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
@@ -140,4 +150,40 @@ async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant) -> (Vec<u32
         }
     }
     (out, errors)
+}
+
+/// One arm of a side-by-side comparison: where its requests go and what they carry.
+pub struct ArmLoad {
+    pub name: String,
+    pub addr: String,
+    pub body: Bytes,
+    pub headers: Vec<(String, String)>,
+    /// Offered load in requests per second; `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+/// Runs every arm `repeats` times, interleaved (so drift hits all arms alike), at
+/// `concurrency` for `seconds` after a one-second warm-up; panics on errors, since an arm
+/// that fails measures the failure. Returns each arm's runs, in arm order.
+pub fn repeat_arms(arms: &[ArmLoad], concurrency: usize, seconds: f64, repeats: usize) -> Vec<Vec<LoadResult>> {
+    let mut runs: Vec<Vec<LoadResult>> = arms.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeats {
+        for (i, arm) in arms.iter().enumerate() {
+            let r = run(&LoadSpec {
+                addr: arm.addr.clone(),
+                path: "/v1/chat/completions",
+                body: arm.body.clone(),
+                headers: arm.headers.clone(),
+                concurrency,
+                warmup: Duration::from_secs(1),
+                duration: Duration::from_secs_f64(seconds),
+                first_chunk: false,
+                rate: arm.rate,
+                variants: None,
+            });
+            assert!(r.errors == 0 && !r.latencies_us.is_empty(), "{} failed with {} errors", arm.name, r.errors);
+            runs[i].push(r);
+        }
+    }
+    runs
 }

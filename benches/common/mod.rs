@@ -58,18 +58,42 @@ pub fn repin(pid: u32, cpus: &str) {
         .status();
 }
 
-/// One request on a fresh connection; the value of the response header `name` (lower case).
-pub fn response_header(addr: &str, path: &str, body: &[u8], name: &str) -> Option<String> {
+/// One HTTP/1.1 exchange on a fresh connection: the whole response, head and body, as text.
+fn exchange(addr: &str, method: &str, path: &str, body: &[u8], headers: &[(String, String)]) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).ok()?;
     s.write_all(body).ok()?;
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
+    Some(out)
+}
+
+/// One POST; the value of the response header `name` (lower case).
+pub fn response_header(addr: &str, path: &str, body: &[u8], name: &str) -> Option<String> {
+    response_header_with(addr, path, body, &[], name)
+}
+
+/// One POST with extra request headers; the value of the response header `name`.
+pub fn response_header_with(
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(String, String)],
+    name: &str,
+) -> Option<String> {
+    let out = exchange(addr, "POST", path, body, headers)?;
     let prefix = format!("{name}: ");
     out.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|v| v.trim().to_string())
+}
+
+/// One GET; the response body (empty if the request failed).
+pub fn get_text(addr: &str, path: &str) -> String {
+    let out = exchange(addr, "GET", path, b"", &[]).unwrap_or_default();
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
 }

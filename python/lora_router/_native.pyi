@@ -69,8 +69,10 @@ class Router:
     ) -> str:
         """The decision, as JSON, for ``{"text": ...}`` or ``{"messages": [...]}`` (optionally
         with ``model``), exactly as the data plane would decide for a request with these
-        headers (lower-cased, credentials dropped) and tenant. Raises ``ValueError`` for a
-        request the data plane would reject (bad JSON, unknown explicit model)."""
+        headers (lower-cased, credentials dropped) and tenant. With tenants configured,
+        ``tenant`` names one and only what it may use is chosen; without, it is passed to
+        classifiers as is. Raises ``ValueError`` for a request the data plane would reject
+        (bad JSON, an explicit model unknown or not the tenant's) or an unknown tenant."""
 
     def replicas(self) -> str:
         """Every endpoint as the router sees it, as a JSON list: ``name``, ``address``,

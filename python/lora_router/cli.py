@@ -104,6 +104,21 @@ def describe(loaded) -> str:
                 f"  domain: {s['model']['model']}, {len(s['labels'])} labels ({len(mapped)} are categories), "
                 f"threshold {s['threshold']:g}"
             )
+    if plan["tenants"]:
+        lines.append(f"tenants ({len(plan['tenants'])}), API keys required:")
+        for t in plan["tenants"]:
+            limits = ", ".join(f"{k} {t[k]}" for k in ("rpm", "tpm") if t[k]) or "no limits"
+            lines.append(
+                f"  {t['name']:<20} {len(t['keys'])} keys, adapters: {', '.join(t['adapters']) or '(none)'}, "
+                f"intent routing {'on' if t['intent_routing'] else 'off'}, {limits}"
+            )
+    else:
+        lines.append("tenants: none (authentication off)")
+    for e in plan["experiments"]:
+        scope = f"tenant {e['tenant']}" if e["tenant"] else f"category {e['category']}"
+        arms = ", ".join(f"{a['adapter']} {a['weight']:g}" for a in e["arms"])
+        shadow = f", shadow {e['shadow']['adapter']} {e['shadow']['share']:g}" if e["shadow"] else ""
+        lines.append(f"experiment {e['name']} ({scope}): {arms}{shadow}")
     if loaded.warnings:
         lines.append("warnings:")
         lines.extend(f"  - {w}" for w in loaded.warnings)
@@ -117,6 +132,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     Router(loaded)
     print(describe(loaded))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import hash_key
+
+    key = sys.stdin.readline().strip() if args.key == "-" else args.key
+    if not key:
+        print("lora-router keys: the key is empty", file=sys.stderr)
+        return 2
+    print(hash_key(key))
     return 0
 
 
@@ -345,6 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("action", choices=["list", "build"])
     s.add_argument("names", nargs="*", help="models to build (default: all)")
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("keys", help="make the salted hash of a tenant API key, to store in api_keys")
+    s.add_argument("action", choices=["hash"])
+    s.add_argument("key", help="the key, or - to read it from stdin (keeps it out of the shell history)")
+    s.set_defaults(func=cmd_keys)
 
     from .adapters_cli import add_parser as add_adapters
     from .demo import add_parser as add_demo

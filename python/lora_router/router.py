@@ -94,7 +94,8 @@ class Router:
         tenant: str | None = None,
     ) -> dict[str, Any]:
         """The decision the data plane would make for this text or conversation (with these
-        request headers and tenant, for classifiers that look at them)."""
+        request headers and tenant, for classifiers that look at them; with tenants
+        configured, ``tenant`` also limits the choice to what that tenant may use)."""
         if (text is None) == (messages is None):
             raise ValueError("give exactly one of text or messages")
         request: dict[str, Any] = {"text": text} if text is not None else {"messages": messages}

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::plan::{Plan, SystemPromptMode, Target};
 use crate::signals::SignalResult;
+use crate::tenants::experiments::Assignment;
 pub use decide::{decide, RequestContext};
 pub use rewrite::rewrite;
 
@@ -47,6 +48,8 @@ pub struct Decision {
     pub signals: Vec<SignalResult>,
     /// What became of the deciding classifier's suggestions (model, prompt, reasoning).
     pub hints: Vec<HintNote>,
+    /// The experiment arm that replaced the adapter, if any.
+    pub experiment: Option<Assignment>,
 }
 
 /// One suggestion of the deciding classifier and what the router did with it.
@@ -59,6 +62,19 @@ pub struct HintNote {
 }
 
 impl Decision {
+    pub fn new(classifier: Classifier, category: Option<usize>, confidence: f32, target: Target) -> Decision {
+        Decision {
+            classifier,
+            category,
+            confidence,
+            target,
+            system_prompt: None,
+            signals: Vec::new(),
+            hints: Vec::new(),
+            experiment: None,
+        }
+    }
+
     pub fn category_name<'a>(&self, plan: &'a Plan) -> &'a str {
         self.category.map(|c| plan.category_name(c)).unwrap_or("")
     }
@@ -95,6 +111,7 @@ impl Decision {
             "system_prompt": self.system_prompt.as_ref().map(|(p, _)| &**p),
             "truncated": self.truncated(),
             "hints": self.hints.iter().map(|h| h.text.as_str()).collect::<Vec<_>>(),
+            "experiment": self.experiment.as_ref().map(|e| e.label()),
             "signals": self.signals.iter().map(|s| s.to_json(plan)).collect::<Vec<_>>(),
         })
     }

@@ -43,6 +43,29 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn mean_seconds(&self) -> Option<f64> {
+        let n = self.count.load(Ordering::Relaxed);
+        (n > 0).then(|| self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6 / n as f64)
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (`None` with no observations, or
+    /// when it lies beyond the last bound).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let n = self.count.load(Ordering::Relaxed);
+        if n == 0 {
+            return None;
+        }
+        let rank = (q * n as f64).ceil().max(1.0) as u64;
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            if cumulative >= rank {
+                return Some(*b);
+            }
+        }
+        None
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cumulative = 0;
@@ -59,7 +82,7 @@ impl Histogram {
 
 const ROUTING_BOUNDS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
-const LATENCY_BOUNDS: &[f64] =
+pub const LATENCY_BOUNDS: &[f64] =
     &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 pub struct Metrics {
@@ -72,6 +95,8 @@ pub struct Metrics {
     pub first_byte: Histogram,
     pub client_disconnects: AtomicU64,
     pub retries: AtomicU64,
+    /// Requests admitted without a quota check because the shared counters failed.
+    pub quota_backend_errors: Arc<AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -86,6 +111,7 @@ impl Default for Metrics {
             first_byte: Histogram::new(LATENCY_BOUNDS),
             client_disconnects: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            quota_backend_errors: Arc::new(AtomicU64::new(0)),
         }
     }
 }
@@ -180,6 +206,27 @@ impl Metrics {
             "# HELP lora_router_retries_total Requests retried on another endpoint after a connect error.\n# TYPE lora_router_retries_total counter\nlora_router_retries_total {}",
             self.retries.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP lora_router_quota_backend_errors_total Requests admitted unchecked because the shared quota counters failed.\n# TYPE lora_router_quota_backend_errors_total counter\nlora_router_quota_backend_errors_total {}",
+            self.quota_backend_errors.load(Ordering::Relaxed)
+        );
+        out.push_str(
+            "# HELP lora_router_experiment_requests_total Requests served by each experiment arm (shadow: copies).\n",
+        );
+        out.push_str("# TYPE lora_router_experiment_requests_total counter\n");
+        for e in &plan.experiments {
+            let shadow = e.shadow.iter().map(|s| (&s.adapter, &s.stats, "shadow"));
+            for (adapter, stats, role) in e.arms.iter().map(|a| (&a.adapter, &a.stats, "arm")).chain(shadow) {
+                let _ = writeln!(
+                    out,
+                    "lora_router_experiment_requests_total{{experiment=\"{}\",adapter=\"{}\",role=\"{role}\"}} {}",
+                    esc(&e.name),
+                    esc(adapter),
+                    stats.requests.load(Ordering::Relaxed)
+                );
+            }
+        }
         out.push_str("# HELP lora_router_backend_healthy Whether the router sends traffic to the endpoint.\n");
         out.push_str("# TYPE lora_router_backend_healthy gauge\n");
         for r in &plan.endpoints {

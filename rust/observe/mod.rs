@@ -6,6 +6,7 @@ pub mod audit;
 pub mod log;
 pub mod metrics;
 pub mod record;
+pub mod usage;
 
 pub use audit::AuditLog;
 pub use metrics::Metrics;

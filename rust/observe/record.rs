@@ -14,6 +14,8 @@ use super::{AuditLog, Metrics};
 use crate::decision::Decision;
 use crate::plan::Plan;
 use crate::replicas::InflightGuard;
+use crate::tenants::quotas::Permit;
+use crate::tenants::Caller;
 use crate::util::time::rfc3339;
 
 pub struct Observer {
@@ -75,6 +77,29 @@ impl Observer {
         }
     }
 
+    /// Counts and logs a failure of the shared quota counters (the request was admitted).
+    pub fn quota_backend_failed(&self, why: &str) {
+        self.metrics.quota_backend_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.warnings.warn(
+            &Arc::from("quotas"),
+            Warning::Failed,
+            &format!("quota counters failed, request admitted unchecked: {why}"),
+        );
+    }
+
+    fn spawn_quota_write(&self, write: impl std::future::Future<Output = Result<(), String>> + Send + 'static) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let metrics_errors = self.metrics.quota_backend_errors.clone();
+        rt.spawn(async move {
+            if let Err(e) = write.await {
+                metrics_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                eprintln!("lora-router: could not record tokens in the quota counters: {e}");
+            }
+        });
+    }
+
     pub fn audit_enabled(&self) -> bool {
         self.audit.load().is_some()
     }
@@ -105,6 +130,17 @@ impl Observer {
             m.client_disconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         m.duration.observe_seconds(latency.as_secs_f64());
+        if let Some(d) = &r.decision {
+            if let Some(a) = &d.experiment {
+                let first_byte = r.first_byte_us.map(|u| u as f64 / 1e6);
+                a.stats().record(r.status, first_byte, latency.as_secs_f64(), r.usage);
+            }
+        }
+        if let (Some(plan), Some(caller), Some((p, c))) = (&r.plan, &r.caller, r.usage) {
+            if let Some(write) = plan.counters.charge(&caller.tenant, p + c) {
+                self.spawn_quota_write(write);
+            }
+        }
         if let Some(audit) = self.audit.load().as_ref() {
             audit.write(r.to_json(outcome, latency.as_secs_f64() * 1e3).to_string());
         }
@@ -144,6 +180,14 @@ pub struct RequestRecord {
     /// The chosen replica had to load the adapter first (an on-demand load).
     pub loaded_adapter: bool,
     pub error: Option<&'static str>,
+    /// Who called (with tenants configured).
+    pub caller: Option<Caller>,
+    /// The place under the adapter's concurrency cap, given back with the record.
+    pub permit: Option<Permit>,
+    /// (prompt, completion) tokens from the response's usage, when it was read.
+    pub usage: Option<(u64, u64)>,
+    /// A copy went to the experiment's shadow candidate.
+    pub shadowed: bool,
 }
 
 impl RequestRecord {
@@ -163,7 +207,18 @@ impl RequestRecord {
             attempts: 0,
             loaded_adapter: false,
             error: None,
+            caller: None,
+            permit: None,
+            usage: None,
+            shadowed: false,
         }
+    }
+
+    /// Whether the response's token usage is needed: for a tenant's token quota or an
+    /// experiment arm's statistics.
+    pub fn wants_usage(&self) -> bool {
+        self.caller.as_ref().is_some_and(|c| c.tenant.tpm.is_some())
+            || self.decision.as_ref().is_some_and(|d| d.experiment.is_some())
     }
 
     pub fn to_json(&self, outcome: &Outcome, latency_ms: f64) -> Value {
@@ -182,6 +237,10 @@ impl RequestRecord {
             "backend": self.backend.as_deref(),
             "loaded_adapter": self.loaded_adapter,
             "error": self.error,
+            "tenant": self.caller.as_ref().map(|c| &*c.tenant.name),
+            "key_id": self.caller.as_ref().map(|c| &*c.key_id),
+            "usage": self.usage.map(|(p, c)| json!({"prompt_tokens": p, "completion_tokens": c})),
+            "shadow": self.shadowed,
         });
         if let Outcome::UpstreamError(msg) = outcome {
             v["error_detail"] = Value::String(msg.clone());

@@ -10,8 +10,12 @@ pub mod schema;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::replicas::demand::Demand;
 use crate::replicas::Replica;
 use crate::signals::{Externals, Signal};
+use crate::tenants::experiments::Experiment;
+use crate::tenants::quotas::Counters;
+use crate::tenants::Tenants;
 pub use schema::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +61,14 @@ pub struct Plan {
     pub placement: Placement,
     /// The round-robin policy's position.
     pub round_robin: std::sync::atomic::AtomicUsize,
+    /// Recent requests per adapter; shared with the previous plan, so it survives reloads.
+    pub demand: Arc<Demand>,
     pub admin_key: Option<String>,
+    /// Tenants and their keys; none: authentication is off.
+    pub tenants: Tenants,
+    pub experiments: Vec<Arc<Experiment>>,
+    /// Where the tenants' request and token counts live.
+    pub counters: Counters,
 }
 
 #[derive(Debug)]
@@ -78,6 +89,9 @@ pub struct Adapter {
     pub path: Option<String>,
     pub min_replicas: usize,
     pub max_replicas: Option<usize>,
+    pub max_concurrency: Option<usize>,
+    /// Requests in flight to it through this router (shared with the previous plan).
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub type Placement = PlacementSpec;
@@ -160,6 +174,11 @@ impl Plan {
                         path: a.path.clone(),
                         min_replicas: a.min_replicas.max(1),
                         max_replicas: a.max_replicas,
+                        max_concurrency: a.max_concurrency,
+                        active: previous
+                            .and_then(|p| p.adapters.get(&name))
+                            .map(|x| x.active.clone())
+                            .unwrap_or_default(),
                     },
                 );
                 names.push(name);
@@ -205,6 +224,25 @@ impl Plan {
             signals.push(Signal::build(s, &category_index, externals, &format!("signals[{si}]"))?);
         }
 
+        let tenants = Tenants::compile(&spec.tenants, &models, previous.map(|p| &p.tenants))?;
+        let mut experiments = Vec::with_capacity(spec.experiments.len());
+        for (ei, e) in spec.experiments.iter().enumerate() {
+            let before = previous.and_then(|p| p.experiments.iter().find(|x| *x.name == *e.name));
+            let path = format!("experiments[{ei}]");
+            if experiments.iter().any(|x: &Arc<Experiment>| *x.name == *e.name) {
+                return Err(PlanError::new(format!("{path}.name"), format!("duplicate experiment '{}'", e.name)));
+            }
+            experiments.push(Arc::new(Experiment::compile(
+                e,
+                &path,
+                &adapters,
+                &category_index,
+                before.map(|b| &**b),
+            )?));
+        }
+        let counters = Counters::from_spec(&spec.quotas, previous.map(|p| &p.counters))
+            .map_err(|m| PlanError::new("quotas.redis_url", m))?;
+
         Ok(Plan {
             server: spec.server,
             endpoints,
@@ -222,7 +260,11 @@ impl Plan {
             adapters,
             placement: spec.placement,
             round_robin: std::sync::atomic::AtomicUsize::new(0),
+            demand: previous.map(|p| p.demand.clone()).unwrap_or_default(),
             admin_key: spec.admin_key,
+            tenants,
+            experiments,
+            counters,
         })
     }
 
@@ -329,9 +371,9 @@ pub mod testing {
                         "reasoning": {"type": "chat_template_kwargs", "parameter": "enable_thinking"},
                         "adapters": [
                             {"name": "tech-lora", "served_name": "tech-lora", "path": "/adapters/tech-lora",
-                             "min_replicas": 1, "max_replicas": null},
+                             "min_replicas": 1, "max_replicas": null, "max_concurrency": null},
                             {"name": "legal-lora", "served_name": "legal-lora", "path": null,
-                             "min_replicas": 1, "max_replicas": null}]}],
+                             "min_replicas": 1, "max_replicas": null, "max_concurrency": null}]}],
             "categories": [
                 {"name": "technical", "system_prompt": "You are an engineer.", "system_prompt_mode": "replace",
                  "targets": [{"model": "base", "adapter": "tech-lora", "score": 1.0, "use_reasoning": true, "reasoning_effort": "medium"}]},
@@ -349,7 +391,10 @@ pub mod testing {
                         "evaluate_all_signals": false},
             "placement": {"policy": "lora-aware", "spill_threshold": 8, "load_timeout_ms": 1000},
             "audit": {"path": null},
-            "admin_key": null
+            "admin_key": null,
+            "tenants": [],
+            "experiments": [],
+            "quotas": {"redis_url": null, "redis_prefix": "lora-router"}
         })
     }
 

@@ -23,6 +23,90 @@ pub struct PlanSpec {
     pub audit: AuditSpec,
     /// The admin API's bearer key (from the environment, resolved by Python); `None`: off.
     pub admin_key: Option<String>,
+    /// Tenants and their keys; empty: authentication is off (a single-tenant deployment).
+    pub tenants: Vec<TenantSpec>,
+    /// A/B splits between adapters (tenants/experiments.rs).
+    pub experiments: Vec<ExperimentSpec>,
+    /// Where request and token counters live.
+    pub quotas: QuotaSpec,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub name: String,
+    /// Salted SHA-256 hashes of the tenant's keys (plain keys from the environment or a file
+    /// were hashed by Python); never a plain key.
+    pub keys: Vec<KeySpec>,
+    /// Adapter names (as clients call them) the tenant may use.
+    pub adapters: Vec<String>,
+    /// Base models the tenant may use (Python defaults them to its adapters' bases).
+    pub base_models: Vec<String>,
+    pub default_adapter: Option<String>,
+    /// The tenant's own model names for its adapters or base models.
+    pub aliases: Vec<(String, String)>,
+    /// `MoM`/`auto` classifies (among the tenant's adapters); off: the default serves.
+    pub intent_routing: bool,
+    pub rpm: Option<u64>,
+    pub tpm: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySpec {
+    /// What logs and the audit log show instead of the key.
+    pub id: String,
+    pub salt_hex: String,
+    /// SHA-256 of salt bytes followed by the key's bytes.
+    pub digest_hex: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    pub name: String,
+    /// Splits requests of this tenant ...
+    pub tenant: Option<String>,
+    /// ... or of this category (exactly one of the two).
+    pub category: Option<String>,
+    pub sticky: StickyKey,
+    /// The first arm is the control.
+    pub arms: Vec<ArmSpec>,
+    pub shadow: Option<ShadowSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", content = "name", rename_all = "snake_case")]
+pub enum StickyKey {
+    Tenant,
+    User,
+    Header(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArmSpec {
+    pub adapter: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShadowSpec {
+    /// The candidate that gets a copy; its answer is discarded.
+    pub adapter: String,
+    /// Share of the experiment's requests copied, 0..1.
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSpec {
+    /// `None`: counters in this process; else a Redis URL (`redis://host:port/db`) shared by
+    /// every router process that names it.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys.
+    pub redis_prefix: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +161,8 @@ pub struct AdapterSpec {
     pub min_replicas: usize,
     /// How many replicas it may spread to under load; `None`: all.
     pub max_replicas: Option<usize>,
+    /// Requests in flight through this router at most; `None`: no cap.
+    pub max_concurrency: Option<usize>,
 }
 
 /// How a replica is chosen for a request (replicas/select.rs).

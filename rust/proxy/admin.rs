@@ -13,6 +13,8 @@ use http::{HeaderMap, Method, Response, StatusCode};
 use super::body::RouterBody;
 use super::RouterState;
 use crate::errors::envelope;
+use crate::plan::Plan;
+use serde_json::{json, Value};
 
 pub type AdminFuture = Pin<Box<dyn Future<Output = Result<(u16, String), String>> + Send>>;
 
@@ -42,6 +44,22 @@ fn same_key(given: &[u8], key: &[u8]) -> bool {
     diff == 0
 }
 
+/// Passes when the request carries the admin key; else the answer to give.
+#[allow(clippy::result_large_err)]
+pub fn check_key(plan: &Plan, headers: &HeaderMap) -> Result<(), Response<RouterBody>> {
+    let Some(key) = plan.admin_key.as_deref() else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "The admin API is off: set the environment variable that admin.api_key_env names (LORA_ROUTER_ADMIN_KEY by default).",
+        ));
+    };
+    let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| same_key(g.trim().as_bytes(), key.as_bytes())) {
+        return Err(error(StatusCode::UNAUTHORIZED, "The admin API needs `Authorization: Bearer <admin key>`."));
+    }
+    Ok(())
+}
+
 pub async fn handle(
     state: &RouterState,
     method: &Method,
@@ -49,16 +67,13 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response<RouterBody> {
-    let plan = state.plan.load();
-    let Some(key) = plan.admin_key.as_deref() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "The admin API is off: set the environment variable that admin.api_key_env names (LORA_ROUTER_ADMIN_KEY by default).",
-        );
-    };
-    let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|g| same_key(g.trim().as_bytes(), key.as_bytes())) {
-        return error(StatusCode::UNAUTHORIZED, "The admin API needs `Authorization: Bearer <admin key>`.");
+    let plan = state.plan.load_full();
+    if let Err(denied) = check_key(&plan, headers) {
+        return denied;
+    }
+    // Experiments live in the core (their weights and statistics are the data plane's).
+    if path == "/admin/experiments" || path.starts_with("/admin/experiments/") {
+        return experiments(&plan, method, path, &body);
     }
     let Some(handler) = state.admin.get() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "The admin API has no handler in this process.");
@@ -67,6 +82,49 @@ pub async fn handle(
         Ok((status, json)) => respond(status, Bytes::from(json)),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("The admin handler failed: {e}")),
     }
+}
+
+/// `GET /admin/experiments` (each experiment, its arms, weights and statistics) and
+/// `PATCH /admin/experiments/{name}` `{"weights": {"<adapter>": w, ...}}` (arms not named keep
+/// their weight; the new weights hold until the next reload sets the config's).
+fn experiments(plan: &Plan, method: &Method, path: &str, body: &[u8]) -> Response<RouterBody> {
+    let list = |p: &Plan| json!({"object": "list", "data": p.experiments.iter().map(|e| e.to_json(&p.categories)).collect::<Vec<_>>()});
+    let name = path.strip_prefix("/admin/experiments").unwrap_or("").trim_matches('/');
+    match (method, name) {
+        (&Method::GET, "") => ok(&list(plan)),
+        (&Method::GET, n) => match plan.experiments.iter().find(|e| &*e.name == n) {
+            Some(e) => ok(&e.to_json(&plan.categories)),
+            None => error(StatusCode::NOT_FOUND, &format!("No experiment named '{n}'.")),
+        },
+        (&Method::PATCH | &Method::PUT, n) if !n.is_empty() => {
+            let Some(e) = plan.experiments.iter().find(|e| &*e.name == n) else {
+                return error(StatusCode::NOT_FOUND, &format!("No experiment named '{n}'."));
+            };
+            let parsed: Result<Value, _> = serde_json::from_slice(body);
+            let Some(given) = parsed.ok().and_then(|v| v.get("weights").and_then(Value::as_object).cloned()) else {
+                return error(StatusCode::BAD_REQUEST, "Send {\"weights\": {\"<adapter>\": <weight>, ...}}.");
+            };
+            let mut weights = e.weights();
+            for (adapter, w) in &given {
+                let Some(i) = e.arms.iter().position(|a| &*a.adapter == adapter) else {
+                    return error(StatusCode::BAD_REQUEST, &format!("'{adapter}' is not an arm of '{n}'."));
+                };
+                let Some(w) = w.as_f64() else {
+                    return error(StatusCode::BAD_REQUEST, &format!("The weight of '{adapter}' must be a number."));
+                };
+                weights[i] = w;
+            }
+            match e.set_weights(&weights) {
+                Ok(()) => ok(&e.to_json(&plan.categories)),
+                Err(m) => error(StatusCode::BAD_REQUEST, &m),
+            }
+        }
+        (m, _) => error(StatusCode::METHOD_NOT_ALLOWED, &format!("Method {m} is not allowed on {path}.")),
+    }
+}
+
+fn ok(v: &Value) -> Response<RouterBody> {
+    respond(200, Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
 }
 
 #[cfg(test)]

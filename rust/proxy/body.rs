@@ -15,6 +15,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::errors::{ErrorKind, RouterError};
+use crate::observe::usage::UsageScan;
 use crate::observe::{Completion, Outcome};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -53,6 +54,8 @@ pub struct UpstreamBody {
     sse: bool,
     state: StreamState,
     completion: Option<Completion>,
+    /// Reads the token usage as the body passes, when a quota or an experiment needs it.
+    usage: Option<UsageScan>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -71,12 +74,19 @@ impl UpstreamBody {
             sse,
             state: StreamState::Streaming,
             completion: None,
+            usage: None,
         }
+    }
+
+    pub fn reading_usage(mut self) -> Self {
+        self.usage = Some(UsageScan::default());
+        self
     }
 
     fn finish(&mut self, outcome: Outcome) {
         if let Some(c) = self.completion.as_mut() {
             c.outcome = outcome;
+            c.record.usage = self.usage.as_ref().and_then(UsageScan::result);
         }
     }
 
@@ -147,6 +157,9 @@ impl UpstreamBody {
         }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(scan), Some(data)) = (self.usage.as_mut(), frame.data_ref()) {
+                    scan.feed(data);
+                }
                 if self.inner.is_end_stream() {
                     // With a content-length, hyper stops polling once it has every byte, so the
                     // end is seen here rather than as a final `None`.

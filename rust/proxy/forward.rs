@@ -20,7 +20,7 @@ use crate::errors::{ErrorKind, RouterError};
 use crate::observe::{Completion, Outcome, RequestRecord};
 use crate::plan::{Plan, Target};
 use crate::replicas::ondemand::ensure_loaded;
-use crate::replicas::vllm::AdapterError;
+use crate::replicas::vllm::{AdapterError, Loaded};
 use crate::replicas::{select, Replica};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -74,7 +74,8 @@ pub async fn forward(
         record.backend = Some(replica.name.clone());
         if let (true, Some(a)) = (pick.load, &adapter) {
             match ensure_loaded(&state.client, &state.loads, &replica, a, load_timeout).await {
-                Ok(_) => record.loaded_adapter = true,
+                Ok(Loaded::Now) => record.loaded_adapter = true,
+                Ok(Loaded::Already) => {}
                 // It serves static adapters only: place the request elsewhere.
                 Err(AdapterError::RuntimeUpdatesOff) => {
                     tried.push(idx);
@@ -91,7 +92,12 @@ pub async fn forward(
                 }
             }
         }
-        let request = match upstream_request(&replica, path, client_headers, body.clone(), &record) {
+        let id = if record.attempts > 1 {
+            format!("{}-{}", record.request_id, record.attempts)
+        } else {
+            record.request_id.to_string()
+        };
+        let request = match upstream_request(&replica, path, client_headers, body.clone(), &id, &plan) {
             Ok(r) => r,
             Err(e) => return fail(state, record, e),
         };
@@ -146,12 +152,15 @@ fn no_replica(plan: &Plan, target: &Target) -> RouterError {
     RouterError::new(ErrorKind::NoHealthyBackend, msg)
 }
 
-fn upstream_request(
+/// The request for a replica: the client's headers minus hop-by-hop ones (and minus its key
+/// when tenants are on), the replica's own key, and `x-request-id` so vLLM's logs name ours.
+pub(super) fn upstream_request(
     replica: &Replica,
     path: &'static str,
     client_headers: &HeaderMap,
     body: Bytes,
-    record: &RequestRecord,
+    request_id: &str,
+    plan: &Plan,
 ) -> Result<Request<Full<Bytes>>, RouterError> {
     let uri = Uri::builder()
         .scheme("http")
@@ -163,8 +172,10 @@ fn upstream_request(
     *req.method_mut() = Method::POST;
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
+    // A tenant's key is for the router; it never goes upstream.
+    let keep_authorization = !plan.tenants.enabled();
     for (name, value) in client_headers {
-        if !is_hop_header(name) {
+        if !is_hop_header(name) && (keep_authorization || name != AUTHORIZATION) {
             headers.append(name.clone(), value.clone());
         }
     }
@@ -177,12 +188,7 @@ fn upstream_request(
     }
     // vLLM turns this into its own request id (`chatcmpl-<id>`), which ties its logs to ours.
     if !headers.contains_key(&X_REQUEST_ID) {
-        let id = if record.attempts > 1 {
-            format!("{}-{}", record.request_id, record.attempts)
-        } else {
-            record.request_id.to_string()
-        };
-        if let Ok(v) = HeaderValue::from_str(&id) {
+        if let Ok(v) = HeaderValue::from_str(request_id) {
             headers.insert(X_REQUEST_ID, v);
         }
     }
@@ -213,8 +219,12 @@ fn relay(
         }
     }
     decision_headers(headers, &record);
+    let mut body = UpstreamBody::new(incoming, idle, sse);
+    if record.wants_usage() {
+        body = body.reading_usage();
+    }
     let completion = Completion::new(state.observer.clone(), record, Some(inflight));
-    *response.body_mut() = RouterBody::from(UpstreamBody::new(incoming, idle, sse)).with_completion(completion);
+    *response.body_mut() = RouterBody::from(body).with_completion(completion);
     response
 }
 
@@ -239,4 +249,30 @@ fn source_message(e: &hyper_util::client::legacy::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::testing;
+
+    fn sent_authorization(plan: &Plan) -> Option<String> {
+        let mut client = HeaderMap::new();
+        client.insert(AUTHORIZATION, HeaderValue::from_static("Bearer client-key"));
+        let req =
+            upstream_request(&plan.endpoints[0], "/v1/chat/completions", &client, Bytes::new(), "id", plan).unwrap();
+        req.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[test]
+    fn a_tenant_key_never_goes_upstream() {
+        // Without tenants the client's key is the upstream's business (vLLM's --api-key).
+        assert_eq!(sent_authorization(&testing::plan()).as_deref(), Some("Bearer client-key"));
+        let mut spec = testing::spec_json();
+        spec["tenants"] = serde_json::json!([{"name": "acme", "keys": [{"id": "acme/1", "salt_hex": "00",
+            "digest_hex": "00".repeat(32)}], "adapters": ["tech-lora"], "base_models": [], "default_adapter": null,
+            "aliases": [], "intent_routing": true, "rpm": null, "tpm": null}]);
+        let plan = Plan::from_json(&spec.to_string(), None).unwrap();
+        assert_eq!(sent_authorization(&plan), None);
+    }
 }

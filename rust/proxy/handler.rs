@@ -16,12 +16,14 @@ use super::admin;
 use super::body::RouterBody;
 use super::forward::{fail, forward};
 use super::responses::{error_response, json_value, model_list};
+use super::shadow;
 use super::RouterState;
 use crate::decision::{decide, rewrite, RequestContext};
 use crate::errors::{ErrorKind, RouterError};
 use crate::observe::RequestRecord;
 use crate::request::{ApiKind, RequestView};
 use crate::signals::Signal;
+use crate::tenants::quotas;
 
 const KNOWN_PATHS: &[&str] =
     &["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/metrics"];
@@ -31,10 +33,17 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
         (&Method::POST, "/v1/chat/completions") => inference(&state, req, ApiKind::Chat).await,
         (&Method::POST, "/v1/completions") => inference(&state, req, ApiKind::Completions).await,
         (&Method::POST, "/v1/classify") => classify(&state, req).await,
-        (&Method::GET, "/v1/models") => json_value(StatusCode::OK, &model_list(&state.plan.load())),
+        (&Method::GET, "/v1/models") => models(&state, req.headers()),
         (&Method::GET, "/health") => health(&state).await,
         (&Method::GET, "/metrics") => {
-            let mut r = Response::new(RouterBody::full(state.observer.metrics.render(&state.plan.load())));
+            let plan = state.plan.load_full();
+            // With tenants, metrics (which name every adapter) are for the operator only.
+            if plan.tenants.enabled() {
+                if let Err(e) = admin::check_key(&plan, req.headers()) {
+                    return Ok(e);
+                }
+            }
+            let mut r = Response::new(RouterBody::full(state.observer.metrics.render(&plan)));
             r.headers_mut()
                 .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
             r
@@ -58,6 +67,22 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
 async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKind) -> Response<RouterBody> {
     let plan = state.plan.load_full();
     let mut record = RequestRecord::new(state.next_request_id(), kind.path());
+    // Who is calling, and whether their quota admits another request: before the body is read.
+    let caller = match plan.tenants.authenticate(req.headers()) {
+        Ok(c) => c,
+        Err(e) => return fail(state, record, e),
+    };
+    if let Some(c) = &caller {
+        match plan.counters.admit(&c.tenant).await {
+            Ok(None) => {}
+            Ok(Some(why)) => state.observer.quota_backend_failed(&why),
+            Err(e) => {
+                record.caller = caller;
+                return fail(state, record, e);
+            }
+        }
+    }
+    record.caller = caller.clone();
     let (parts, body) = req.into_parts();
     let bytes = match read_body(&parts.headers, body, plan.server.max_body_bytes).await {
         Ok(b) => b,
@@ -69,7 +94,7 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
         Err(e) => return fail(state, record, e),
     };
     record.stream = view.stream;
-    let ctx = RequestContext::from_headers(&parts.headers);
+    let ctx = RequestContext::from_headers(&parts.headers, caller);
     let decision = match decide(&plan, &view, &ctx).await {
         Ok(d) => d,
         Err(e) => return fail(state, record, e),
@@ -80,13 +105,37 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
     record.routing_us = started.elapsed().as_micros() as u64;
     state.observer.metrics.routing.observe_seconds(started.elapsed().as_secs_f64());
     record.plan = Some(plan.clone());
+    let adapter = decision.target.adapter.as_ref().and_then(|a| plan.adapters.get(a));
+    let permit = adapter.map(|a| quotas::acquire(&a.active, a.max_concurrency, &a.name)).transpose();
+    let shadow = decision.experiment.as_ref().filter(|e| e.shadow).and_then(|e| e.experiment.shadow.as_ref());
+    if let Some(s) = shadow.filter(|_| permit.is_ok()) {
+        record.shadowed = true;
+        shadow::spawn(state, plan.clone(), kind.path(), &parts.headers, &view.body, s, &record.request_id);
+    }
     record.decision = Some(decision);
+    match permit {
+        Ok(p) => record.permit = p.flatten(),
+        Err(e) => return fail(state, record, e),
+    }
     forward(state, plan, kind.path(), &parts.headers, upstream_body, record).await
+}
+
+/// `/v1/models`: with tenants, only what the caller may use (and its own aliases).
+fn models(state: &RouterState, headers: &http::HeaderMap) -> Response<RouterBody> {
+    let plan = state.plan.load();
+    match plan.tenants.authenticate(headers) {
+        Ok(caller) => json_value(StatusCode::OK, &model_list(&plan, caller.as_ref().map(|c| &*c.tenant))),
+        Err(e) => error_response(&e),
+    }
 }
 
 /// The decision the data plane would make, without forwarding.
 async fn classify(state: &Arc<RouterState>, req: Request<Incoming>) -> Response<RouterBody> {
     let plan = state.plan.load_full();
+    let caller = match plan.tenants.authenticate(req.headers()) {
+        Ok(c) => c,
+        Err(e) => return error_response(&e),
+    };
     let (parts, body) = req.into_parts();
     let bytes = match read_body(&parts.headers, body, plan.server.max_body_bytes).await {
         Ok(b) => b,
@@ -97,7 +146,7 @@ async fn classify(state: &Arc<RouterState>, req: Request<Incoming>) -> Response<
         Ok(v) => v,
         Err(e) => return error_response(&e),
     };
-    match decide(&plan, &view, &RequestContext::from_headers(&parts.headers)).await {
+    match decide(&plan, &view, &RequestContext::from_headers(&parts.headers, caller)).await {
         Ok(d) => {
             let mut v = d.to_json(&plan);
             v["routing_us"] = json!(started.elapsed().as_micros() as u64);

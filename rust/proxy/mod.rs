@@ -8,6 +8,7 @@ pub mod body;
 pub mod forward;
 pub mod handler;
 pub mod responses;
+pub mod shadow;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -10,6 +10,7 @@ use super::body::RouterBody;
 use crate::errors::RouterError;
 use crate::observe::RequestRecord;
 use crate::plan::{ModelRef, Plan};
+use crate::tenants::Tenant;
 use crate::util::time::unix_seconds;
 
 pub const H_CATEGORY: HeaderName = HeaderName::from_static("x-lora-router-category");
@@ -21,6 +22,7 @@ pub const H_CONFIDENCE: HeaderName = HeaderName::from_static("x-lora-router-conf
 pub const H_ROUTING_US: HeaderName = HeaderName::from_static("x-lora-router-routing-us");
 pub const H_REQUEST_ID: HeaderName = HeaderName::from_static("x-lora-router-request-id");
 pub const H_TRUNCATED: HeaderName = HeaderName::from_static("x-lora-router-truncated");
+pub const H_EXPERIMENT: HeaderName = HeaderName::from_static("x-lora-router-experiment");
 
 pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<RouterBody> {
     let mut r = Response::new(RouterBody::full(body));
@@ -64,27 +66,48 @@ pub fn decision_headers(headers: &mut HeaderMap, record: &RequestRecord) {
     if d.truncated() {
         put(H_TRUNCATED, "true");
     }
+    if let Some(e) = &d.experiment {
+        put(H_EXPERIMENT, &e.label());
+    }
     if let Some(b) = &record.backend {
         put(H_BACKEND, b);
     }
 }
 
 /// `/v1/models` in vLLM's shape: the router's virtual model, then each base model, then
-/// each adapter with `parent` naming its base.
-pub fn model_list(plan: &Plan) -> Value {
+/// each adapter with `parent` naming its base. For a tenant: only what it may use, then its
+/// aliases (with `root` naming what they stand for); the virtual model only with intent
+/// routing.
+pub fn model_list(plan: &Plan, tenant: Option<&Tenant>) -> Value {
     let created = unix_seconds();
     let card = |id: &str, root: &str, parent: Option<&str>| {
         json!({"id": id, "object": "model", "created": created, "owned_by": "lora-router",
                "root": root, "parent": parent, "max_model_len": null, "permission": []})
     };
-    let mut data = vec![card(&plan.router_model_name, &plan.router_model_name, None)];
-    for b in &plan.bases {
-        data.push(card(&b.name, &b.name, None));
+    let may_use = |r: &ModelRef| tenant.is_none_or(|t| t.may_use(r));
+    let mut data = Vec::new();
+    if tenant.is_none_or(|t| t.intent_routing) {
+        data.push(card(&plan.router_model_name, &plan.router_model_name, None));
+    }
+    for (bi, b) in plan.bases.iter().enumerate() {
+        if may_use(&ModelRef::Base(bi)) {
+            data.push(card(&b.name, &b.name, None));
+        }
     }
     for b in &plan.bases {
         for a in &b.adapters {
-            if matches!(plan.models.get(&**a), Some(ModelRef::Adapter { .. })) {
+            if matches!(plan.models.get(&**a), Some(r @ ModelRef::Adapter { .. }) if may_use(r)) {
                 data.push(card(a, a, Some(&b.name)));
+            }
+        }
+    }
+    if let Some(t) = tenant {
+        let mut aliases: Vec<_> = t.aliases.iter().collect();
+        aliases.sort_by(|a, b| a.0.cmp(b.0));
+        for (alias, r) in aliases {
+            match r {
+                ModelRef::Base(b) => data.push(card(alias, &plan.bases[*b].name, None)),
+                ModelRef::Adapter { base, name } => data.push(card(alias, name, Some(&plan.bases[*base].name))),
             }
         }
     }

@@ -132,7 +132,8 @@ impl PyRouter {
         let state = self.state.clone();
         let rt = server::runtime(self.threads);
         let bytes = request_json.as_bytes().to_vec();
-        let ctx = RequestContext::from_pairs(headers.unwrap_or_default(), tenant.as_deref());
+        let ctx = RequestContext::from_pairs(&state.plan.load(), headers.unwrap_or_default(), tenant.as_deref())
+            .map_err(pyo3::exceptions::PyValueError::new_err)?;
         let result: Result<String, RouterError> = py.detach(move || {
             rt.block_on(async move {
                 let plan = state.plan.load_full();

@@ -60,6 +60,9 @@ struct Inner {
     inflight: HashMap<Arc<str>, usize>,
     /// Slot loads the model counted (a request for an adapter that was not resident).
     loads: u64,
+    /// Adapters the replica's metrics last reported active (`vllm:lora_requests_info`), as a
+    /// metrics-only scheduler sees them.
+    reported_active: Vec<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -206,6 +209,29 @@ impl LoraState {
         self.inner.lock().map(|s| s.inflight.values().filter(|n| **n > 0).count()).unwrap_or(0)
     }
 
+    /// Whether the replica's metrics last reported `served` active.
+    pub fn reported_active(&self, served: &str) -> bool {
+        self.inner.lock().map(|s| s.reported_active.iter().any(|a| &**a == served)).unwrap_or(false)
+    }
+
+    pub fn reported_active_count(&self) -> usize {
+        self.inner.lock().map(|s| s.reported_active.len()).unwrap_or(0)
+    }
+
+    /// The adapter vLLM's LRU would evict next for a new one: the least recently used slot
+    /// without requests in flight (`None` with a free slot or every slot busy).
+    pub fn eviction_victim(&self) -> Option<Arc<str>> {
+        let s = self.inner.lock().ok()?;
+        if s.slots.len() < self.max_loras() {
+            return None;
+        }
+        s.slots
+            .iter()
+            .filter(|e| s.inflight.get(&e.name).copied().unwrap_or(0) == 0)
+            .min_by_key(|e| e.last_used)
+            .map(|e| e.name.clone())
+    }
+
     pub fn inflight_for(&self, served: &str) -> usize {
         self.inner.lock().map(|s| s.inflight.get(served).copied().unwrap_or(0)).unwrap_or(0)
     }
@@ -220,12 +246,34 @@ impl LoraState {
     }
 
     pub fn end(&self, served: &str) {
+        let max = self.max_loras();
         if let Ok(mut s) = self.inner.lock() {
             if let Some(n) = s.inflight.get_mut(served) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
                     s.inflight.remove(served);
+                    // A deferred adapter takes the slot that just went idle (vLLM's LRU).
+                    Self::trim(&mut s, max);
                 }
+            }
+        }
+    }
+
+    /// Evicts least recently used idle adapters while more adapters than slots are held.
+    fn trim(s: &mut Inner, max: usize) {
+        while s.slots.len() > max {
+            let victim = s
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| s.inflight.get(&e.name).copied().unwrap_or(0) == 0)
+                .min_by_key(|(_, e)| e.last_used)
+                .map(|(i, _)| i);
+            match victim {
+                Some(i) => {
+                    s.slots.remove(i);
+                }
+                None => return,
             }
         }
     }
@@ -235,6 +283,7 @@ impl LoraState {
     pub fn observed_active(&self, names: &[Arc<str>]) {
         let max = self.max_loras();
         let Ok(mut s) = self.inner.lock() else { return };
+        s.reported_active = names.to_vec();
         for n in names {
             if !s.slots.iter().any(|e| e.name == *n) {
                 Self::touch(&mut s, n, max);
@@ -252,25 +301,10 @@ impl LoraState {
             return;
         }
         s.loads += 1;
-        if s.slots.len() < max {
-            s.slots.push(Slot { name: served.clone(), last_used: clock });
-            return;
-        }
-        // Evict the least recently used idle adapter; if every slot is busy, vLLM defers the
-        // request until one frees, and the least recently used busy one is the likeliest.
-        let busy = |e: &Slot| s.inflight.get(&e.name).copied().unwrap_or(0) > 0 && e.name != *served;
-        let victim = s
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| !busy(e))
-            .min_by_key(|(_, e)| e.last_used)
-            .or_else(|| s.slots.iter().enumerate().min_by_key(|(_, e)| e.last_used))
-            .map(|(i, _)| i);
-        if let Some(i) = victim {
-            s.slots[i] = Slot { name: served.clone(), last_used: clock };
-        }
-        s.slots.truncate(max);
+        // A free slot, or the least recently used idle adapter's; with every slot busy, vLLM
+        // defers the request until one frees (then `end` evicts for it).
+        s.slots.push(Slot { name: served.clone(), last_used: clock });
+        Self::trim(s, max);
     }
 
     pub fn snapshot(&self) -> LoraSnapshot {

@@ -2,8 +2,9 @@
 //! `Replica` is shared between plans (reloads keep its state); `select` picks one for a
 //! request; `sync` keeps each replica's state in step with the replica itself; `vllm` speaks
 //! vLLM's adapter API; `lora` models each replica's adapters; `ondemand` loads an adapter
-//! where a request needs it.
+//! where a request needs it; `demand` tracks how much each adapter is asked for.
 
+pub mod demand;
 pub mod health;
 pub mod lora;
 pub mod ondemand;

@@ -5,19 +5,20 @@
 //! and the replica accepts run-time loads). The policies differ only in how they choose among
 //! candidates; all of them see the same per-replica state (replicas/lora.rs).
 //!
-//! `lora-aware`, ours: every adapter has homes, its rendezvous-hash ranking over the base's
-//! endpoints, `min_replicas` of them, plus every replica where it is resident now. A request
-//! goes to a home that is not saturated, the one with the better slot tier and then the lower
-//! load of two sampled; only when every home is saturated does it spill to the best other
-//! replica (free slot before eviction, by hash rank), while the adapter is resident on fewer
-//! than `max_replicas`. Saturated: every slot busy (vLLM would defer the request), or a load
-//! `spill_threshold` requests above the least loaded candidate's.
+//! `lora-aware`, ours: a request goes where its adapter is resident and the replica is not
+//! saturated (homes first, then the lower load of two sampled), so it needs no load. Only
+//! when there is no such place does the adapter get a new copy, while it has fewer than
+//! `max_replicas`: in a free slot (its homes first: the first `min_replicas` of its
+//! rendezvous-hash ranking, then that ranking), else where the eviction costs least: the
+//! adapter vLLM's LRU would evict there is the one asked for least lately (replicas/demand.rs).
+//! Saturated: every slot busy (vLLM would defer the request), or a load `spill_threshold`
+//! requests above the least loaded candidate's.
 //!
 //! The others reproduce, for comparison on the same router: round robin; least loaded; Ray
 //! Serve LLM's multiplexing rule (replicas holding the adapter, else those holding the fewest
-//! adapters; power of two choices on queue length); and the llm-d/GIE LoRA affinity rule
-//! (replicas with the adapter active with p = 0.999, else with a free slot; then the least
-//! queued band; random among it).
+//! adapters; power of two choices on queue length); and the llm-d/GIE LoRA affinity rule on
+//! the replicas' reported metrics (replicas with the adapter active with p = 0.999, else with
+//! a free slot; then the least queued band; random among it).
 
 use std::sync::atomic::Ordering;
 
@@ -116,44 +117,53 @@ pub fn home_order(plan: &Plan, adapter: &str, base: usize) -> Vec<usize> {
 
 fn lora_aware(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
     let p: &Placement = &plan.placement;
-    let tier = |i: usize| {
-        let r = &plan.endpoints[i];
-        (r.lora.tier(&a.served), !serves(r, a))
-    };
+    plan.demand.touch(&a.served);
+    let order: Vec<usize> = home_order(plan, &a.name, a.base).into_iter().filter(|i| candidates.contains(i)).collect();
+    let position = |i: usize| order.iter().position(|&x| x == i).unwrap_or(usize::MAX);
+    let is_home = |i: usize| position(i) < a.min_replicas.max(1);
     let min_load = candidates.iter().map(|&i| load(&plan.endpoints[i])).min()?;
     let saturated = |i: usize| {
         let r = &plan.endpoints[i];
         r.lora.tier(&a.served) == SlotTier::MustWait || load(r) >= min_load + p.spill_threshold
     };
-    let order: Vec<usize> = home_order(plan, &a.name, a.base).into_iter().filter(|i| candidates.contains(i)).collect();
-    let copies = order.iter().filter(|&&i| plan.endpoints[i].lora.is_resident(&a.served)).count();
-    let homes: Vec<usize> = order
-        .iter()
-        .enumerate()
-        .filter(|(rank, &i)| *rank < a.min_replicas.max(1) || plan.endpoints[i].lora.is_resident(&a.served))
-        .map(|(_, &i)| i)
-        .collect();
-    let open: Vec<usize> = homes.iter().copied().filter(|&i| !saturated(i)).collect();
+    let resident: Vec<usize> =
+        order.iter().copied().filter(|&i| plan.endpoints[i].lora.is_resident(&a.served)).collect();
+
+    // 1. Where it is resident and not saturated: no load. Homes first; then the lower load
+    //    of two sampled.
+    let open: Vec<usize> = resident.iter().copied().filter(|&i| !saturated(i)).collect();
     if !open.is_empty() {
-        // Better tier first; among equals, the lower load of two sampled.
-        let best = open.iter().map(|&i| tier(i)).min()?;
-        let equals: Vec<usize> = open.into_iter().filter(|&i| tier(i) == best).collect();
-        return by_load(plan, &equals);
+        let at_home: Vec<usize> = open.iter().copied().filter(|&i| is_home(i)).collect();
+        return by_load(plan, if at_home.is_empty() { &open } else { &at_home });
     }
-    if copies < a.max_replicas.unwrap_or(usize::MAX) {
-        let spill = order
+
+    // 2. A new copy (the first, or a spill because every copy is saturated), while it is on
+    //    fewer than max_replicas: a free slot (homes first, then home order), else the
+    //    eviction that costs least (the victim asked for least lately). A replica that
+    //    serves it already ranks first: there it needs only a slot, where elsewhere it needs
+    //    a load through the API (a disk read and a CPU-cache entry) and then a slot.
+    if resident.len() < a.max_replicas.unwrap_or(usize::MAX) {
+        let cost = |i: usize| {
+            let r = &plan.endpoints[i];
+            let evicts = match r.lora.tier(&a.served) {
+                SlotTier::FreeSlot => 0.0,
+                _ => 1.0 + r.lora.eviction_victim().map(|v| plan.demand.level(&v)).unwrap_or(0.0),
+            };
+            (!serves(r, a), evicts, !is_home(i), position(i))
+        };
+        let best = order
             .iter()
-            .enumerate()
-            .filter(|(_, &i)| !homes.contains(&i) && !saturated(i))
-            .min_by_key(|(rank, &i)| (tier(i), *rank))
-            .map(|(_, &i)| i);
-        if spill.is_some() {
-            return spill;
+            .copied()
+            .filter(|&i| !saturated(i) && !resident.contains(&i))
+            .min_by(|&x, &y| cost(x).partial_cmp(&cost(y)).unwrap_or(std::cmp::Ordering::Equal));
+        if best.is_some() {
+            return best;
         }
     }
-    // Everything saturated: the least loaded home (or candidate) queues it.
-    let pool = if homes.is_empty() { candidates } else { &homes[..] };
-    pool.iter().copied().min_by_key(|&i| (load(&plan.endpoints[i]), tier(i)))
+
+    // 3. Everything saturated: it queues where it is resident (or anywhere), least loaded first.
+    let pool = if resident.is_empty() { candidates } else { &resident[..] };
+    pool.iter().copied().min_by_key(|&i| (load(&plan.endpoints[i]), position(i)))
 }
 
 fn ray_multiplex(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
@@ -173,13 +183,16 @@ fn ray_multiplex(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize
 const LLMD_QUEUE_THRESHOLD_LORA: u64 = 128;
 const LLMD_AFFINITY: f64 = 0.999;
 
+/// The llm-d rule sees what a metrics-only scheduler sees: the adapters each replica's
+/// `/metrics` last reported active, and its reported queue (replicas/sync.rs).
 fn llmd_affinity(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
     let r = |i: usize| &plan.endpoints[i];
-    let queued: Vec<usize> =
-        candidates.iter().copied().filter(|&i| r(i).lora.waiting() < LLMD_QUEUE_THRESHOLD_LORA).collect();
+    let queue = |i: usize| r(i).lora.waiting();
+    let queued: Vec<usize> = candidates.iter().copied().filter(|&i| queue(i) < LLMD_QUEUE_THRESHOLD_LORA).collect();
     let pool = if queued.is_empty() { candidates.to_vec() } else { queued };
-    let active: Vec<usize> = pool.iter().copied().filter(|&i| r(i).lora.is_active(&a.served)).collect();
-    let free: Vec<usize> = pool.iter().copied().filter(|&i| r(i).lora.active_count() < r(i).lora.max_loras()).collect();
+    let active: Vec<usize> = pool.iter().copied().filter(|&i| r(i).lora.reported_active(&a.served)).collect();
+    let free: Vec<usize> =
+        pool.iter().copied().filter(|&i| r(i).lora.reported_active_count() < r(i).lora.max_loras()).collect();
     let affine = if !active.is_empty() && (rng::next_f64() < LLMD_AFFINITY || free.is_empty()) {
         active
     } else if !free.is_empty() {
@@ -188,10 +201,10 @@ fn llmd_affinity(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize
         pool
     };
     // The least-queued band: [min, min + (max - min) / n].
-    let loads: Vec<u64> = affine.iter().map(|&i| load(r(i))).collect();
-    let (min, max) = (*loads.iter().min()?, *loads.iter().max()?);
+    let queues: Vec<u64> = affine.iter().map(|&i| queue(i)).collect();
+    let (min, max) = (*queues.iter().min()?, *queues.iter().max()?);
     let band = min + (max - min) / affine.len() as u64;
-    let within: Vec<usize> = affine.iter().zip(&loads).filter(|(_, &l)| l <= band).map(|(&i, _)| i).collect();
+    let within: Vec<usize> = affine.iter().zip(&queues).filter(|(_, &q)| q <= band).map(|(&i, _)| i).collect();
     Some(within[rng::below(within.len())])
 }
 
@@ -276,6 +289,29 @@ mod tests {
         let spilled = pick(&plan, &t, &[]).unwrap().replica;
         assert_ne!(spilled, home);
         assert_eq!(spilled, home_order(&plan, &a.name, a.base)[1]);
+    }
+
+    #[test]
+    fn a_resident_copy_beats_a_load_and_a_cold_adapter_evicts_the_least_wanted() {
+        let plan = plan_with(2, 1, "lora-aware");
+        let t = target(Some("tech-lora"));
+        let a = plan.adapters.get("tech-lora").unwrap();
+        let (home, other) = (home_order(&plan, &a.name, a.base)[0], home_order(&plan, &a.name, a.base)[1]);
+        // A copy on the other replica (its home was down); the home has room.
+        plan.endpoints[other].lora.begin(&"tech-lora".into());
+        plan.endpoints[other].lora.end("tech-lora");
+        assert_eq!(pick(&plan, &t, &[]).unwrap().replica, other);
+        // The copy was evicted; both replicas' one slot holds an idle adapter, and the one on
+        // the home is wanted far more: the load goes where it evicts the less wanted one.
+        plan.endpoints[other].lora.begin(&"cold".into());
+        plan.endpoints[other].lora.end("cold");
+        plan.endpoints[home].lora.begin(&"hot".into());
+        plan.endpoints[home].lora.end("hot");
+        for _ in 0..20 {
+            plan.demand.touch(&"hot".into());
+        }
+        plan.demand.touch(&"cold".into());
+        assert_eq!(pick(&plan, &t, &[]).unwrap().replica, other);
     }
 
     #[test]

@@ -117,6 +117,11 @@ impl RequestView {
     }
 
     /// LoRAX names the adapter in its own field.
+    /// The OpenAI `user` field: who the end user is (experiments stick to it).
+    pub fn user(&self) -> Option<&str> {
+        self.body.get("user").and_then(Value::as_str)
+    }
+
     pub fn adapter_id(&self) -> Option<&str> {
         self.body.get("adapter_id").and_then(Value::as_str).filter(|s| !s.is_empty())
     }

@@ -108,8 +108,10 @@ impl Completion {
         } else {
             json!({"id": self.id, "object": "text_completion", "created": created, "model": self.model,
                 "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "length",
-                    "stop_reason": null, "token_ids": null, "prompt_logprobs": null, "prompt_token_ids": null}],
-                "service_tier": null, "system_fingerprint": FINGERPRINT, "usage": usage, "kv_transfer_params": null})
+                    "stop_reason": null, "token_ids": null, "prompt_logprobs": null, "prompt_token_ids": null,
+                    "routed_experts": null}],
+                "service_tier": null, "system_fingerprint": FINGERPRINT, "usage": usage, "kv_transfer_params": null,
+                "ec_transfer_params": null, "metrics": null})
         };
         serde_json::to_vec(&v).unwrap_or_default()
     }
@@ -132,9 +134,10 @@ impl Completion {
             let mut choice = if self.chat {
                 json!({"index": 0, "delta": {"content": t}, "logprobs": null, "finish_reason": finish, "token_ids": null})
             } else {
-                json!({"index": 0, "text": t, "logprobs": null, "finish_reason": finish, "token_ids": null})
+                json!({"index": 0, "text": t, "logprobs": null, "finish_reason": finish, "stop_reason": null,
+                    "prompt_token_ids": null, "token_ids": null})
             };
-            if i == last {
+            if i == last && self.chat {
                 choice["stop_reason"] = Value::Null;
             }
             let mut chunk =

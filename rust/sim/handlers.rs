@@ -70,10 +70,12 @@ fn error(status: StatusCode, message: &str, kind: &str, param: Option<&str>) -> 
     json_resp(status, &json!({"error": {"message": message, "type": kind, "param": param, "code": status.as_u16()}}))
 }
 
-/// vLLM answers request-validation failures with 400 (not FastAPI's 422) in this shape.
-fn missing_field(field: &str) -> Resp {
+/// vLLM answers request-validation failures with 400 (not FastAPI's 422) in this shape; the
+/// input is summarised as pydantic does (`<dict of 1 items>`).
+fn missing_field(field: &str, body: &Value) -> Resp {
+    let items = body.as_object().map(|o| o.len()).unwrap_or(0);
     let message = format!(
-        "1 validation error:\n  {{'type': 'missing', 'loc': 'body.{field}', 'msg': 'Field required', 'input': '<dict>'}}"
+        "1 validation error:\n  {{'type': 'missing', 'loc': 'body.{field}', 'msg': 'Field required', 'input': '<dict of {items} items>'}}"
     );
     error(StatusCode::BAD_REQUEST, &message, "Bad Request", Some(&format!("body.{field}")))
 }
@@ -159,7 +161,7 @@ async fn generate(state: Arc<SimState>, req: Request<Incoming>, chat: bool) -> R
     };
     let required = if chat { "messages" } else { "prompt" };
     if matches!(body.get(required), None | Some(Value::Null)) {
-        return missing_field(required);
+        return missing_field(required, &body);
     }
     let base = &state.config.served_model_name;
     let adapter = match body.get("model").and_then(Value::as_str) {
@@ -247,10 +249,10 @@ async fn load_adapter(state: Arc<SimState>, req: Request<Incoming>) -> Resp {
         Err(r) => return r,
     };
     let Some(name) = string_field(&body, "lora_name") else {
-        return missing_field("lora_name");
+        return missing_field("lora_name", &body);
     };
     let Some(path) = string_field(&body, "lora_path") else {
-        return missing_field("lora_path");
+        return missing_field("lora_path", &body);
     };
     if name.is_empty() || path.is_empty() {
         return error(
@@ -297,7 +299,7 @@ async fn unload_adapter(state: Arc<SimState>, req: Request<Incoming>) -> Resp {
         Err(r) => return r,
     };
     let Some(name) = string_field(&body, "lora_name") else {
-        return missing_field("lora_name");
+        return missing_field("lora_name", &body);
     };
     if !state.unregister(name) {
         let msg = format!("The lora adapter '{name}' cannot be found.");

@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from ..keys import parse_hashed
 from .load import LoadedConfig, Problem
 from .models import BUILTIN_REASONING_FAMILIES, IGNORED_SECTIONS
 
@@ -160,12 +161,104 @@ def cross_check(loaded: LoadedConfig) -> list[Problem]:
         if mcp.transport_type == "stdio" and mcp.cwd and not (loaded.base_dir / mcp.cwd).is_dir():
             problems.append(Problem(f"{key}.cwd", f"directory {loaded.base_dir / mcp.cwd} does not exist"))
 
+    problems += tenant_problems(loaded)
+
     if c.audit_log.enabled:
         parent = (loaded.base_dir / c.audit_log.path).resolve().parent
         if not parent.is_dir():
             problems.append(Problem("audit_log.path", f"directory {parent} does not exist"))
 
     loaded.warnings.extend(warnings(loaded))
+    return problems
+
+
+def tenant_problems(loaded: LoadedConfig) -> list[Problem]:
+    """Tenants, experiments and quotas: every name they use exists, every key is a salted
+    hash (plain keys only through api_key_env or api_key_file), every tenant can be served."""
+    c = loaded.config
+    problems: list[Problem] = []
+    owner = {lo.name: base for base, m in c.models.items() for lo in m.loras}
+    names = [t.name for t in c.tenants]
+    for i, t in enumerate(c.tenants):
+        key = f"tenants[{i}]"
+        if names.count(t.name) > 1:
+            problems.append(Problem(f"{key}.name", f"duplicate tenant name '{t.name}'"))
+        for j, v in enumerate(t.api_keys):
+            if parse_hashed(v) is None:
+                problems.append(
+                    Problem(
+                        f"{key}.api_keys[{j}]",
+                        "not a salted hash (sha256:<salt>:<digest>); make one with `lora-router keys hash`, "
+                        "or give a plain key through api_key_env or api_key_file",
+                    )
+                )
+        if t.api_key_env and not os.environ.get(t.api_key_env, "").strip():
+            problems.append(Problem(f"{key}.api_key_env", f"environment variable {t.api_key_env} is not set"))
+        if t.api_key_file:
+            path = loaded.base_dir / t.api_key_file
+            try:
+                lines = [x.strip() for x in path.read_text(encoding="utf-8").splitlines()]
+                if not [x for x in lines if x and not x.startswith("#")]:
+                    problems.append(Problem(f"{key}.api_key_file", f"{path} holds no key"))
+            except OSError as e:
+                problems.append(Problem(f"{key}.api_key_file", f"cannot read {path}: {e.strerror or e}"))
+        if not (t.api_keys or t.api_key_env or t.api_key_file):
+            problems.append(Problem(f"{key}.api_keys", "a tenant needs at least one key"))
+        for j, a in enumerate(t.adapters):
+            if a not in owner:
+                problems.append(Problem(f"{key}.adapters[{j}]", f"unknown adapter '{a}'"))
+        for j, b in enumerate(t.base_models or []):
+            if b not in c.models:
+                problems.append(Problem(f"{key}.base_models[{j}]", f"unknown base model '{b}'"))
+        bases = set(t.base_models) if t.base_models is not None else {owner[a] for a in t.adapters if a in owner}
+        if t.default_adapter is not None and t.default_adapter not in t.adapters:
+            problems.append(
+                Problem(f"{key}.default_adapter", f"'{t.default_adapter}' is not one of the tenant's adapters")
+            )
+        for alias, to in t.aliases.items():
+            if to not in t.adapters and to not in bases:
+                problems.append(
+                    Problem(f"{key}.aliases.{alias}", f"'{to}' is not one of the tenant's adapters or base models")
+                )
+            elif alias in owner or alias in c.models:
+                problems.append(Problem(f"{key}.aliases.{alias}", f"'{alias}' already names an adapter or base model"))
+        if not t.adapters and not bases:
+            problems.append(Problem(f"{key}.adapters", "the tenant may use no adapter and no base model"))
+
+    categories = {cat.name for cat in c.categories}
+    exp_names = [e.name for e in c.experiments]
+    for i, e in enumerate(c.experiments):
+        key = f"experiments[{i}]"
+        if exp_names.count(e.name) > 1:
+            problems.append(Problem(f"{key}.name", f"duplicate experiment name '{e.name}'"))
+        if (e.tenant is None) == (e.category is None):
+            problems.append(Problem(key, "an experiment needs exactly one of tenant or category"))
+        if e.tenant is not None and e.tenant not in names:
+            problems.append(Problem(f"{key}.tenant", f"unknown tenant '{e.tenant}'"))
+        if e.category is not None and e.category not in categories:
+            problems.append(Problem(f"{key}.category", f"unknown category '{e.category}'"))
+        header = e.sticky_key.startswith("header:") and e.sticky_key[7:].strip()
+        if not (e.sticky_key in ("tenant", "user") or header):
+            problems.append(Problem(f"{key}.sticky_key", "must be tenant, user or header:<name>"))
+        if sum(a.weight for a in e.arms) <= 0:
+            problems.append(Problem(f"{key}.arms", "at least one weight must be above 0"))
+        arm_names = [a.adapter for a in e.arms]
+        candidates = arm_names + ([e.shadow.adapter] if e.shadow else [])
+        for j, a in enumerate(arm_names):
+            if arm_names.count(a) > 1:
+                problems.append(Problem(f"{key}.arms[{j}].adapter", f"'{a}' is an arm twice"))
+        for j, a in enumerate(candidates):
+            where = f"{key}.arms[{j}].adapter" if j < len(arm_names) else f"{key}.shadow.adapter"
+            if a not in owner:
+                problems.append(Problem(where, f"unknown adapter '{a}'"))
+            elif owner[a] != owner.get(candidates[0]):
+                problems.append(Problem(where, f"'{a}' is not on the control's base model"))
+            elif e.tenant in names:
+                t = c.tenants[names.index(e.tenant)]
+                if a not in t.adapters:
+                    problems.append(Problem(where, f"tenant '{e.tenant}' may not use '{a}'; add it to its adapters"))
+    if c.quotas.redis_url is not None and not c.quotas.redis_url.startswith("redis://"):
+        problems.append(Problem("quotas.redis_url", "must be a redis://host[:port][/db] URL"))
     return problems
 
 
@@ -238,6 +331,11 @@ def embedding_categories(c) -> list:
 def warnings(loaded: LoadedConfig) -> list[str]:
     c = loaded.config
     out = []
+    if c.tenants and not os.environ.get(c.admin.api_key_env):
+        out.append(
+            f"tenants: /metrics and the admin API need the admin key, and {c.admin.api_key_env} is not set: "
+            "both are off"
+        )
     em = c.classifier.embedding_model
     with_texts = embedding_categories(c)
     if em.enabled and "embedding" in c.routing.signal_order:

@@ -32,6 +32,8 @@ class Lora(Strict):
     """Replicas it is kept loaded on (its homes)."""
     max_replicas: int | None = Field(default=None, ge=1)
     """Replicas it may spread to under load (default: all)."""
+    max_concurrency: int | None = Field(default=None, ge=1)
+    """Requests in flight to it through this router at most; beyond it, 429 (default: no cap)."""
 
 
 class PiiPolicy(Strict):
@@ -256,6 +258,61 @@ class AuditLog(Strict):
     path: str = "lora-router-audit.jsonl"
 
 
+class TenantLimits(Strict):
+    rpm: int | None = Field(default=None, ge=1)
+    """Requests per minute (wall-clock minutes)."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Tokens per minute: prompt plus completion, from each response's usage."""
+
+
+class Tenant(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")
+    api_keys: list[str] = []
+    """Salted hashes, as ``lora-router keys hash`` prints them; never plain keys."""
+    api_key_env: str | None = None
+    """An environment variable holding a plain key (hashed at start, never stored)."""
+    api_key_file: str | None = None
+    """A file holding plain keys, one per line (relative paths: relative to the config)."""
+    adapters: list[str] = []
+    base_models: list[str] | None = None
+    """Base models it may use directly (default: the base models of its adapters)."""
+    default_adapter: str | None = None
+    aliases: dict[str, str] = {}
+    """The tenant's own model names: alias -> one of its adapters or base models."""
+    intent_routing: bool = True
+    """``MoM``/``auto`` classifies, among its adapters; off: its default adapter serves."""
+    limits: TenantLimits = TenantLimits()
+
+
+class Arm(Strict):
+    adapter: str = Field(min_length=1)
+    weight: float = Field(ge=0)
+
+
+class Shadow(Strict):
+    adapter: str = Field(min_length=1)
+    share: float = Field(default=1.0, ge=0, le=1)
+    """Share of the experiment's requests copied to the candidate."""
+
+
+class Experiment(Strict):
+    name: str = Field(min_length=1)
+    tenant: str | None = None
+    category: str | None = None
+    sticky_key: str = "user"
+    """``tenant``, ``user`` (the request's ``user`` field) or ``header:<name>``."""
+    arms: list[Arm] = Field(min_length=1)
+    """The first arm is the control: requests headed for its adapter are split."""
+    shadow: Shadow | None = None
+
+
+class Quotas(Strict):
+    redis_url: str | None = None
+    """``redis://host:port/db``: counters shared by every router process that names it;
+    unset: counters in the process."""
+    redis_prefix: str = "lora-router"
+
+
 class RouterConfig(Strict):
     # Semantic Router v0.1
     classifier: Classifier = Classifier()
@@ -283,6 +340,10 @@ class RouterConfig(Strict):
     """Directories every adapter path (from the config or the admin API) must lie under."""
     placement: Placement = Placement()
     admin: Admin = Admin()
+    tenants: list[Tenant] = []
+    """With tenants, every request needs a tenant's key; without, authentication is off."""
+    experiments: list[Experiment] = []
+    quotas: Quotas = Quotas()
 
 
 IGNORED_SECTIONS = ("bert_model", "semantic_cache", "tools", "prompt_guard", "api", "observability")

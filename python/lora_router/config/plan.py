@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from ..keys import hash_key, key_id, parse_hashed
 from ..models import ModelDir, ModelError, open_model, resolve_encoder
 from .checks import domain_labels, domain_mapping, embedding_categories
 from .load import ConfigError, LoadedConfig, Problem
@@ -227,6 +228,7 @@ def adapters_for(loaded: LoadedConfig, base: str, registered: Any) -> list[dict[
                 "path": current.path if current else adapter_path(loaded, lo.path),
                 "min_replicas": lo.min_replicas,
                 "max_replicas": lo.max_replicas,
+                "max_concurrency": lo.max_concurrency,
             }
         )
     if registered is not None:
@@ -239,6 +241,73 @@ def adapter_path(loaded: LoadedConfig, path: str | None) -> str | None:
     if path is None:
         return None
     return os.path.normpath(os.path.join(loaded.base_dir, os.path.expanduser(path)))
+
+
+def tenant_keys(loaded: LoadedConfig, i: int) -> list[dict[str, str]]:
+    """A tenant's keys for the plan, all hashed: stored hashes as they are, plain keys from
+    its environment variable or key file hashed now with a fresh salt."""
+    t = loaded.config.tenants[i]
+    out = []
+    for value in t.api_keys:
+        salt, digest = parse_hashed(value)  # checked already
+        out.append({"id": key_id(t.name, digest), "salt_hex": salt, "digest_hex": digest})
+    plain: list[tuple[str, str]] = []
+    if t.api_key_env:
+        plain.append((f"{t.name}/env:{t.api_key_env}", os.environ[t.api_key_env].strip()))
+    if t.api_key_file:
+        lines = (loaded.base_dir / t.api_key_file).read_text(encoding="utf-8").splitlines()
+        keys = [x.strip() for x in lines if x.strip() and not x.strip().startswith("#")]
+        plain += [(f"{t.name}/file:{n + 1}", k) for n, k in enumerate(keys)]
+    for ident, key in plain:
+        salt, digest = parse_hashed(hash_key(key))
+        out.append({"id": ident, "salt_hex": salt, "digest_hex": digest})
+    return out
+
+
+def tenant_bases(c: RouterConfig, i: int) -> list[str]:
+    t = c.tenants[i]
+    if t.base_models is not None:
+        return list(t.base_models)
+    owner = {lo.name: base for base, m in c.models.items() for lo in m.loras}
+    return sorted({owner[a] for a in t.adapters if a in owner})
+
+
+def tenants_for(loaded: LoadedConfig) -> list[dict[str, Any]]:
+    c = loaded.config
+    return [
+        {
+            "name": t.name,
+            "keys": tenant_keys(loaded, i),
+            "adapters": list(t.adapters),
+            "base_models": tenant_bases(c, i),
+            "default_adapter": t.default_adapter,
+            "aliases": sorted(t.aliases.items()),
+            "intent_routing": t.intent_routing,
+            "rpm": t.limits.rpm,
+            "tpm": t.limits.tpm,
+        }
+        for i, t in enumerate(c.tenants)
+    ]
+
+
+def sticky(value: str) -> dict[str, str]:
+    if value.startswith("header:"):
+        return {"type": "header", "name": value.removeprefix("header:").strip().lower()}
+    return {"type": value}
+
+
+def experiments_for(c: RouterConfig) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": e.name,
+            "tenant": e.tenant,
+            "category": e.category,
+            "sticky": sticky(e.sticky_key),
+            "arms": [{"adapter": a.adapter, "weight": a.weight} for a in e.arms],
+            "shadow": {"adapter": e.shadow.adapter, "share": e.shadow.share} if e.shadow else None,
+        }
+        for e in c.experiments
+    ]
 
 
 def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: Any = None) -> dict[str, Any]:
@@ -299,4 +368,7 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: A
         },
         "audit": {"path": audit_path},
         "admin_key": os.environ.get(c.admin.api_key_env) or None,
+        "tenants": tenants_for(loaded),
+        "experiments": experiments_for(c),
+        "quotas": {"redis_url": c.quotas.redis_url, "redis_prefix": c.quotas.redis_prefix},
     }

@@ -86,6 +86,7 @@ class AdapterRecord:
             "path": v.path,
             "min_replicas": self.min_replicas,
             "max_replicas": self.max_replicas,
+            "max_concurrency": None,
         }
 
     def to_json(self, replicas: list[dict[str, Any]], homes: list[str]) -> dict[str, Any]:
