@@ -63,7 +63,16 @@ struct Inner {
     /// Adapters the replica's metrics last reported active (`vllm:lora_requests_info`), as a
     /// metrics-only scheduler sees them.
     reported_active: Vec<Arc<str>>,
+    /// The timestamp of that report (the series' value): vLLM sets it on each engine step, so
+    /// an idle replica keeps reporting its last step's adapters with the same timestamp.
+    reported_at: Option<f64>,
+    /// When the router last sent each adapter here.
+    last_sent: HashMap<Arc<str>, std::time::Instant>,
 }
+
+/// Adapters the router sent within this long are already in the model: a metrics report of
+/// them (which lags by up to a sync interval) says nothing new.
+const SENT_RECENTLY: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug)]
 struct Slot {
@@ -242,6 +251,7 @@ impl LoraState {
         let max = self.max_loras();
         let Ok(mut s) = self.inner.lock() else { return };
         *s.inflight.entry(served.clone()).or_insert(0) += 1;
+        s.last_sent.insert(served.clone(), std::time::Instant::now());
         Self::touch(&mut s, served, max);
     }
 
@@ -278,14 +288,21 @@ impl LoraState {
         }
     }
 
-    /// The replica reported these adapters active (`vllm:lora_requests_info`): they are resident,
-    /// whoever sent them.
-    pub fn observed_active(&self, names: &[Arc<str>]) {
+    /// The replica reported these adapters active (`vllm:lora_requests_info`, stamped `at`):
+    /// they are resident, whoever sent them. Only a new report teaches the model anything, and
+    /// only about adapters the router did not send lately (traffic from elsewhere): the
+    /// report lags, and replaying it would evict what the router has just loaded.
+    pub fn observed_active(&self, names: &[Arc<str>], at: Option<f64>) {
         let max = self.max_loras();
         let Ok(mut s) = self.inner.lock() else { return };
         s.reported_active = names.to_vec();
+        if at.is_some() && at == s.reported_at {
+            return;
+        }
+        s.reported_at = at;
         for n in names {
-            if !s.slots.iter().any(|e| e.name == *n) {
+            let ours = s.last_sent.get(n).is_some_and(|t| t.elapsed() < SENT_RECENTLY);
+            if !ours && !s.slots.iter().any(|e| e.name == *n) {
                 Self::touch(&mut s, n, max);
                 // Not a load the router caused.
                 s.loads = s.loads.saturating_sub(1);
@@ -372,9 +389,29 @@ mod tests {
         let l = LoraState::new(2);
         l.begin(&a("x"));
         l.end("x");
-        l.observed_active(&[a("q")]);
+        l.observed_active(&[a("q")], Some(1.0));
         assert!(l.is_resident("q") && l.is_resident("x"));
         assert_eq!(l.snapshot().modelled_loads, 1);
+    }
+
+    #[test]
+    fn a_stale_report_does_not_undo_what_the_router_sent() {
+        let l = LoraState::new(2);
+        // An idle replica keeps reporting its last step: q, sent by someone else, once.
+        l.observed_active(&[a("q")], Some(1.0));
+        for name in ["x", "y"] {
+            l.begin(&a(name));
+            l.end(name);
+        }
+        assert!(!l.is_resident("q"));
+        // The same report again (same timestamp) changes nothing.
+        l.observed_active(&[a("q")], Some(1.0));
+        assert!(l.is_resident("x") && l.is_resident("y") && !l.is_resident("q"));
+        // A new report naming x, which the router just sent, changes nothing either.
+        l.begin(&a("z"));
+        l.end("z");
+        l.observed_active(&[a("x")], Some(2.0));
+        assert!(l.is_resident("z") && l.is_resident("y") && !l.is_resident("x"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub async fn sync(client: &UpstreamClient, replica: &Replica, timeout: Duration)
             replica.lora.set_max_loras(max);
         }
         let active: Vec<Arc<str>> = m.active.iter().map(|a| Arc::from(a.as_str())).collect();
-        replica.lora.observed_active(&active);
+        replica.lora.observed_active(&active, m.active_at);
     }
     if replica.lora.runtime_updates() == RuntimeUpdates::Unknown {
         let _ = vllm::probe_runtime_updates(client, replica, timeout).await;

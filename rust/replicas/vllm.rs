@@ -206,6 +206,8 @@ pub struct ReplicaMetrics {
     pub max_lora: Option<usize>,
     /// Adapters with requests in flight: the newest `lora_requests_info` series.
     pub active: Vec<String>,
+    /// That series' value: the time of the engine step that reported it.
+    pub active_at: Option<f64>,
     /// `process_start_time_seconds`: a change means the replica restarted.
     pub started: Option<f64>,
 }
@@ -247,6 +249,7 @@ pub fn parse_metrics(text: &str) -> ReplicaMetrics {
                 }
                 if value > newest {
                     newest = value;
+                    m.active_at = Some(value);
                     m.active = label(labels, "running_lora_adapters")
                         .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
                         .unwrap_or_default();
