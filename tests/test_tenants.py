@@ -456,3 +456,33 @@ def test_check_summarises_tenants(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "tenants (2), API keys required" in out.stdout and "experiment finance-v2" in out.stdout
     assert "sha256:" not in out.stdout
+
+
+def test_tenants_added_and_removed_through_the_admin_api(setup):
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    url = f"{setup.url}/admin/tenants"
+    gamma_key = "sk-gamma-5555"
+    body = {"name": "gamma", "api_keys": [keys_hash(gamma_key)], "adapters": ["legal-lora"], "limits": {"rpm": 100}}
+    assert send(setup.url, gamma_key, "legal-lora").status_code == 401
+    r = httpx.post(url, json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    assert r.json()["source"] == "runtime" and r.json()["key_ids"][0].startswith("gamma/")
+    assert send(setup.url, gamma_key, "legal-lora").status_code == 200
+    assert send(setup.url, gamma_key, "acme-finance-lora").status_code == 404
+    listed = {t["name"]: t for t in httpx.get(url, headers=auth).json()["data"]}
+    assert set(listed) == {"acme", "beta", "gamma"} and listed["acme"]["source"] == "config"
+    assert "sha256:" not in json.dumps(listed)
+    for bad, status, words in [
+        (body, 409, "exists already"),
+        ({**body, "name": "delta", "api_key_env": "X"}, 400, "hashed `api_keys` only"),
+        ({**body, "name": "delta", "api_keys": ["plain"]}, 400, "api_keys[0]"),
+        ({**body, "name": "delta", "adapters": ["nope"]}, 400, "adapters[0]"),
+        ({**body, "name": "delta", "surprise": 1}, 400, "surprise"),
+    ]:
+        r = httpx.post(url, json=bad, headers=auth)
+        assert r.status_code == status and words in r.json()["error"]["message"], r.text
+    assert httpx.delete(f"{url}/acme", headers=auth).status_code == 409
+    assert httpx.delete(f"{url}/gamma", headers=auth).status_code == 200
+    assert httpx.delete(f"{url}/gamma", headers=auth).status_code == 404
+    assert send(setup.url, gamma_key, "legal-lora").status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": f"Bearer {ACME_KEY}"}).status_code == 401

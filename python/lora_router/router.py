@@ -14,7 +14,7 @@ from .config import ConfigError, LoadedConfig, Problem, build_plan, load_config,
 from .config.plan import uses_models
 from .models import load_onnxruntime
 from .plugins import Plugins, ServerCategories
-from .registry import Registry
+from .registry import Registry, TenantStore
 
 log = logging.getLogger("lora_router")
 
@@ -42,9 +42,10 @@ class Router:
         self._server_categories: ServerCategories | None = None
         self._lock = threading.RLock()
         self.registry = Registry(self.loaded, self._rebuild)
-        self._plugins = Plugins(self.loaded, self._categories_listed, self.registry)
+        self.tenants = TenantStore(self.loaded, self._rebuild, self.registry.served_adapters)
+        self._plugins = Plugins(self.loaded, self._categories_listed, self.registry, self.tenants)
         try:
-            self.plan = build_plan(self.loaded, None, self.registry)
+            self.plan = build_plan(self.loaded, None, self.registry, self.tenants)
             if uses_models(self.plan):
                 load_onnxruntime()
             server_threads = self.loaded.config.server.threads if threads is None else threads
@@ -62,10 +63,10 @@ class Router:
         self._plugins.start()
 
     def _rebuild(self) -> None:
-        """Builds the plan again from the config, the MCP server's categories and the
-        registry's adapters, and swaps it in."""
+        """Builds the plan again from the config, the MCP server's categories, the
+        registry's adapters and the run-time tenants, and swaps it in."""
         with self._lock:
-            self.plan = build_plan(self.loaded, self._server_categories, self.registry)
+            self.plan = build_plan(self.loaded, self._server_categories, self.registry, self.tenants)
             self._native.reload(json.dumps(self.plan), self._plugins.entries, self._plugins.event_loop)
 
     def _categories_listed(self, categories: ServerCategories) -> None:
@@ -110,7 +111,8 @@ class Router:
         self._check_plugins_unchanged(loaded)
         with self._lock:
             self._plugins.run(self.registry.reconfigure(loaded), timeout=30)
-            plan = build_plan(loaded, self._server_categories, self.registry)
+            self.tenants.reconfigure(loaded)
+            plan = build_plan(loaded, self._server_categories, self.registry, self.tenants)
             if uses_models(plan):
                 load_onnxruntime()
             self._native.reload(json.dumps(plan), self._plugins.entries, self._plugins.event_loop)

@@ -172,12 +172,14 @@ def cross_check(loaded: LoadedConfig) -> list[Problem]:
     return problems
 
 
-def tenant_problems(loaded: LoadedConfig) -> list[Problem]:
+def tenant_problems(loaded: LoadedConfig, extra_adapters: dict[str, str] | None = None) -> list[Problem]:
     """Tenants, experiments and quotas: every name they use exists, every key is a salted
-    hash (plain keys only through api_key_env or api_key_file), every tenant can be served."""
+    hash (plain keys only through api_key_env or api_key_file), every tenant can be served.
+    ``extra_adapters`` (name -> base) are those registered at run time."""
     c = loaded.config
     problems: list[Problem] = []
     owner = {lo.name: base for base, m in c.models.items() for lo in m.loras}
+    owner.update(extra_adapters or {})
     names = [t.name for t in c.tenants]
     for i, t in enumerate(c.tenants):
         key = f"tenants[{i}]"

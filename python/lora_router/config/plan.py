@@ -3,6 +3,7 @@ default resolved. The plan's shape is rust/plan/schema.rs; the two change togeth
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -10,7 +11,9 @@ from ..keys import hash_key, key_id, parse_hashed
 from ..models import ModelDir, ModelError, open_model, resolve_encoder
 from .checks import domain_labels, domain_mapping, embedding_categories
 from .load import ConfigError, LoadedConfig, Problem
-from .models import BUILTIN_REASONING_FAMILIES, RouterConfig
+from .models import BUILTIN_REASONING_FAMILIES, RouterConfig, Tenant
+
+log = logging.getLogger("lora_router.config")
 
 PLAN_VERSION = 1
 
@@ -243,10 +246,9 @@ def adapter_path(loaded: LoadedConfig, path: str | None) -> str | None:
     return os.path.normpath(os.path.join(loaded.base_dir, os.path.expanduser(path)))
 
 
-def tenant_keys(loaded: LoadedConfig, i: int) -> list[dict[str, str]]:
+def tenant_keys(loaded: LoadedConfig, t: Tenant) -> list[dict[str, str]]:
     """A tenant's keys for the plan, all hashed: stored hashes as they are, plain keys from
     its environment variable or key file hashed now with a fresh salt."""
-    t = loaded.config.tenants[i]
     out = []
     for value in t.api_keys:
         salt, digest = parse_hashed(value)  # checked already
@@ -264,30 +266,33 @@ def tenant_keys(loaded: LoadedConfig, i: int) -> list[dict[str, str]]:
     return out
 
 
-def tenant_bases(c: RouterConfig, i: int) -> list[str]:
-    t = c.tenants[i]
-    if t.base_models is not None:
-        return list(t.base_models)
-    owner = {lo.name: base for base, m in c.models.items() for lo in m.loras}
-    return sorted({owner[a] for a in t.adapters if a in owner})
-
-
-def tenants_for(loaded: LoadedConfig) -> list[dict[str, Any]]:
-    c = loaded.config
-    return [
-        {
-            "name": t.name,
-            "keys": tenant_keys(loaded, i),
-            "adapters": list(t.adapters),
-            "base_models": tenant_bases(c, i),
-            "default_adapter": t.default_adapter,
-            "aliases": sorted(t.aliases.items()),
-            "intent_routing": t.intent_routing,
-            "rpm": t.limits.rpm,
-            "tpm": t.limits.tpm,
-        }
-        for i, t in enumerate(c.tenants)
-    ]
+def tenants_for(loaded: LoadedConfig, models: list[dict[str, Any]], runtime: list[Tenant]) -> list[dict[str, Any]]:
+    """The tenants for the plan: the config's, then those added at run time. Names of
+    adapters that are gone (a run-time adapter unregistered) are left out, so a tenant never
+    stops the plan from compiling; what it may use shrinks instead."""
+    owner = {a["name"]: m["name"] for m in models for a in m["adapters"]}
+    bases = {m["name"] for m in models}
+    out = []
+    for t in [*loaded.config.tenants, *runtime]:
+        adapters = [a for a in t.adapters if a in owner]
+        dropped = sorted(set(t.adapters) - set(adapters))
+        if dropped:
+            log.warning("tenant %s: adapters %s are not served any more", t.name, ", ".join(dropped))
+        mine = set(adapters) | (set(t.base_models) if t.base_models is not None else {owner[a] for a in adapters})
+        out.append(
+            {
+                "name": t.name,
+                "keys": tenant_keys(loaded, t),
+                "adapters": adapters,
+                "base_models": sorted(t.base_models if t.base_models is not None else {owner[a] for a in adapters}),
+                "default_adapter": t.default_adapter if t.default_adapter in owner else None,
+                "aliases": sorted((k, v) for k, v in t.aliases.items() if v in mine and (v in owner or v in bases)),
+                "intent_routing": t.intent_routing,
+                "rpm": t.limits.rpm,
+                "tpm": t.limits.tpm,
+            }
+        )
+    return out
 
 
 def sticky(value: str) -> dict[str, str]:
@@ -310,9 +315,12 @@ def experiments_for(c: RouterConfig) -> list[dict[str, Any]]:
     ]
 
 
-def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: Any = None) -> dict[str, Any]:
+def build_plan(
+    loaded: LoadedConfig, extra_categories: Any = None, registered: Any = None, tenants: Any = None
+) -> dict[str, Any]:
     """The plan for a config; ``extra_categories`` are those an MCP server listed;
-    ``registered`` is the adapter registry (run-time adapters and versions)."""
+    ``registered`` is the adapter registry (run-time adapters and versions); ``tenants`` the
+    tenants added at run time (lora_router.registry.tenants)."""
     c = loaded.config
     s = c.server
     categories, default = categories_for(c)
@@ -320,6 +328,15 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: A
         x for x in server_categories(c, extra_categories) if x["name"] not in {y["name"] for y in categories}
     ]
     audit_path = str((loaded.base_dir / c.audit_log.path).resolve()) if c.audit_log.enabled else None
+    models = [
+        {
+            "name": base,
+            "endpoints": endpoints_for(c, base),
+            "reasoning": reasoning_for(c, base),
+            "adapters": adapters_for(loaded, base, registered),
+        }
+        for base in c.models
+    ]
     return {
         "version": PLAN_VERSION,
         "server": {
@@ -343,15 +360,7 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: A
             }
             for e in c.vllm_endpoints
         ],
-        "models": [
-            {
-                "name": base,
-                "endpoints": endpoints_for(c, base),
-                "reasoning": reasoning_for(c, base),
-                "adapters": adapters_for(loaded, base, registered),
-            }
-            for base, m in c.models.items()
-        ],
+        "models": models,
         "categories": categories,
         "default_category": default,
         "signals": signals_for(loaded),
@@ -368,7 +377,7 @@ def build_plan(loaded: LoadedConfig, extra_categories: Any = None, registered: A
         },
         "audit": {"path": audit_path},
         "admin_key": os.environ.get(c.admin.api_key_env) or None,
-        "tenants": tenants_for(loaded),
+        "tenants": tenants_for(loaded, models, list(tenants.runtime.values()) if tenants is not None else []),
         "experiments": experiments_for(c),
         "quotas": {"redis_url": c.quotas.redis_url, "redis_prefix": c.quotas.redis_prefix},
     }

@@ -14,7 +14,7 @@ from typing import Any
 from .. import classifier
 from ..config import ConfigError, LoadedConfig, Problem
 from ..config.plan import mcp_enabled
-from ..registry import AdminAPI, Registry
+from ..registry import AdminAPI, Registry, TenantStore
 from .loop import LoopThread
 from .mcp import MCPClassifier, ServerCategories
 
@@ -24,10 +24,16 @@ __all__ = ["Plugins", "ServerCategories"]
 
 
 class Plugins:
-    def __init__(self, loaded: LoadedConfig, on_categories: Callable[[ServerCategories], None], registry: Registry):
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        on_categories: Callable[[ServerCategories], None],
+        registry: Registry,
+        tenants: TenantStore,
+    ):
         c = loaded.config
         self.registry = registry
-        self.admin = AdminAPI(registry)
+        self.admin = AdminAPI(registry, tenants)
         self._registry_task: Any = None
         self.entries: dict[str, tuple[Callable[..., Any], bool, Callable[[], str] | None]] = {}
         for i, cc in enumerate(c.classifier.custom):

@@ -1,6 +1,8 @@
-"""The adapter registry (registry.py) and the admin API that drives it (admin.py)."""
+"""The adapter registry (registry.py), tenants added at run time (tenants.py), and the admin
+API that drives both (admin.py)."""
 
 from .admin import AdminAPI
 from .registry import AdapterRecord, Registry, RegistryError, Version
+from .tenants import TenantStore
 
-__all__ = ["AdapterRecord", "AdminAPI", "Registry", "RegistryError", "Version"]
+__all__ = ["AdapterRecord", "AdminAPI", "Registry", "RegistryError", "TenantStore", "Version"]

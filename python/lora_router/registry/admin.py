@@ -5,7 +5,13 @@
 - ``POST /admin/adapters`` ``{name, path, base_model, min_replicas?, max_replicas?}``: 201 once
   loaded on ``min_replicas`` replicas (a new path under an existing name is a new version);
 - ``DELETE /admin/adapters/{name}``: 202 at once; it drains, then is unloaded everywhere;
-- ``GET /admin/replicas``: each replica's health, slots, adapters and queue.
+- ``GET /admin/replicas``: each replica's health, slots, adapters and queue;
+- ``GET /admin/tenants``: every tenant (config and run time) with its key ids, never keys;
+- ``POST /admin/tenants`` ``{name, api_keys, adapters, ...}`` (the config's tenant fields,
+  hashed keys only): 201 once requests with its keys are accepted;
+- ``DELETE /admin/tenants/{name}``: a run-time tenant, at once.
+
+``/admin/experiments`` is answered by the core (rust/proxy/admin.rs).
 
 Errors are OpenAI-style envelopes with the status that fits: 400 bad request or path, 404
 unknown adapter or base model, 409 a name that is taken, 502/503 a replica that refused (with
@@ -21,6 +27,7 @@ from urllib.parse import unquote
 
 from .. import _native
 from .registry import Registry, RegistryError
+from .tenants import TenantStore
 
 log = logging.getLogger("lora_router.admin")
 
@@ -36,8 +43,9 @@ def error(status: int, message: str, param: str | None = None) -> Reply:
 
 
 class AdminAPI:
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, tenants: TenantStore):
         self.registry = registry
+        self.tenants = tenants
 
     async def __call__(self, method: str, path: str, body: bytes) -> Reply:
         try:
@@ -59,6 +67,20 @@ class AdminAPI:
                 return ok(200, r.get(name))
             if method == "DELETE":
                 return ok(202, await r.unregister(name))
+            return error(405, f"Method {method} is not allowed on {path}.")
+        if path == "/admin/tenants":
+            if method == "GET":
+                return ok(200, {"object": "list", "data": self.tenants.list()})
+            if method == "POST":
+                try:
+                    fields = json.loads(body or b"{}")
+                except ValueError as e:
+                    return error(400, f"The body is not valid JSON: {e}")
+                return ok(201, self.tenants.add(fields))
+            return error(405, f"Method {method} is not allowed on {path}.")
+        if path.startswith("/admin/tenants/"):
+            if method == "DELETE":
+                return ok(200, self.tenants.remove(unquote(path.removeprefix("/admin/tenants/"))))
             return error(405, f"Method {method} is not allowed on {path}.")
         if path == "/admin/replicas":
             if method == "GET":

@@ -192,6 +192,10 @@ class Registry:
         rec = self.records.get(name)
         return rec.current() if rec is not None else None
 
+    def served_adapters(self) -> dict[str, str]:
+        """Every adapter requests can reach now (config and run time) -> its base model."""
+        return {r.name: r.base for r in self.records.values() if not r.removing}
+
     def runtime_adapters(self, base: str) -> list[AdapterRecord]:
         return [
             r

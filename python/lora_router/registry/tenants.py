@@ -1,0 +1,97 @@
+"""Tenants added and removed at run time through the admin API, beside those the config
+declares. They hold only salted key hashes (plain keys come from the environment or a file,
+in the config); they live in memory, like run-time adapters: a restarted router starts from
+its config."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import LoadedConfig
+from ..config.checks import tenant_problems
+from ..config.load import format_path
+from ..config.models import Tenant
+from ..keys import key_id, parse_hashed
+from .registry import RegistryError
+
+log = logging.getLogger("lora_router.tenants")
+
+
+class TenantStore:
+    def __init__(self, loaded: LoadedConfig, rebuild: Callable[[], None], adapters: Callable[[], dict[str, str]]):
+        """``adapters`` gives every adapter the router knows (config and run time) -> base."""
+        self.loaded = loaded
+        self.runtime: dict[str, Tenant] = {}
+        self._rebuild = rebuild
+        self._adapters = adapters
+
+    def reconfigure(self, loaded: LoadedConfig) -> None:
+        """A reloaded config: a config tenant replaces a run-time one of the same name."""
+        self.loaded = loaded
+        for t in loaded.config.tenants:
+            if self.runtime.pop(t.name, None) is not None:
+                log.warning("tenant %s is now declared in the config; its run-time definition is dropped", t.name)
+
+    def describe(self, t: Tenant, source: str) -> dict[str, Any]:
+        ids = [key_id(t.name, parse_hashed(k)[1]) for k in t.api_keys if parse_hashed(k)]
+        if t.api_key_env:
+            ids.append(f"{t.name}/env:{t.api_key_env}")
+        if t.api_key_file:
+            ids.append(f"{t.name}/file")
+        return {
+            "name": t.name,
+            "source": source,
+            "key_ids": ids,
+            "adapters": t.adapters,
+            "base_models": t.base_models,
+            "default_adapter": t.default_adapter,
+            "aliases": t.aliases,
+            "intent_routing": t.intent_routing,
+            "limits": t.limits.model_dump(),
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        return [self.describe(t, "config") for t in self.loaded.config.tenants] + [
+            self.describe(t, "runtime") for t in self.runtime.values()
+        ]
+
+    def add(self, fields: Any) -> dict[str, Any]:
+        if not isinstance(fields, dict):
+            raise RegistryError(400, "The body must be a JSON object.")
+        for plain in ("api_key_env", "api_key_file"):
+            if plain in fields:
+                raise RegistryError(
+                    400, f"`{plain}` is for the config; the admin API takes hashed `api_keys` only.", plain
+                )
+        try:
+            tenant = Tenant.model_validate(fields)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = format_path(err["loc"]) or "(body)"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            raise RegistryError(400, f"`{where}`: {msg}.", where.split(".")[0].split("[")[0]) from None
+        if tenant.name in self.runtime or any(t.name == tenant.name for t in self.loaded.config.tenants):
+            raise RegistryError(409, f"A tenant named `{tenant.name}` exists already.", "name")
+        tenants = [*self.loaded.config.tenants, *self.runtime.values(), tenant]
+        trial = replace(self.loaded, config=self.loaded.config.model_copy(update={"tenants": tenants}), warnings=[])
+        me = f"tenants[{len(tenants) - 1}]"
+        problems = [p for p in tenant_problems(trial, self._adapters()) if p.path.startswith(me)]
+        if problems:
+            p = problems[0]
+            raise RegistryError(400, f"`{p.path.removeprefix(me + '.')}`: {p.message}.", "tenant")
+        self.runtime[tenant.name] = tenant
+        self._rebuild()
+        return self.describe(tenant, "runtime")
+
+    def remove(self, name: str) -> dict[str, Any]:
+        if any(t.name == name for t in self.loaded.config.tenants):
+            raise RegistryError(409, f"The tenant `{name}` is declared in the config; remove it there and reload.")
+        if self.runtime.pop(name, None) is None:
+            raise RegistryError(404, f"No tenant named `{name}`.")
+        self._rebuild()
+        return {"name": name, "deleted": True}
