@@ -24,15 +24,27 @@ pub struct Window {
 }
 
 impl Window {
-    /// (requests, tokens) counted in `minute` so far, after adding `requests` and `tokens`.
-    fn add(&self, minute: u64, requests: u64, tokens: u64) -> (u64, u64) {
+    fn current(&self, minute: u64) -> std::sync::MutexGuard<'_, (u64, u64, u64)> {
         let mut w = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if w.0 != minute {
             *w = (minute, 0, 0);
         }
-        w.1 += requests;
-        w.2 += tokens;
-        (w.1, w.2)
+        w
+    }
+
+    /// Counts one more request in `minute` if the limits allow it (check and count under one
+    /// lock, so concurrent requests cannot pass together); else the (requests, tokens) so far.
+    fn admit(&self, minute: u64, rpm: Option<u64>, tpm: Option<u64>) -> Result<(), (u64, u64)> {
+        let mut w = self.current(minute);
+        if rpm.is_some_and(|l| w.1 >= l) || tpm.is_some_and(|l| w.2 >= l) {
+            return Err((w.1 + 1, w.2));
+        }
+        w.1 += 1;
+        Ok(())
+    }
+
+    fn add_tokens(&self, minute: u64, tokens: u64) {
+        self.current(minute).2 += tokens;
     }
 }
 
@@ -71,18 +83,18 @@ impl Counters {
         }
     }
 
-    /// Admits a tenant's request or says when to retry. `Err(Ok(e))`: over quota;
-    /// `Ok(Some(msg))`: admitted because the shared counters failed (`msg` says why).
+    /// Admits a tenant's request (`Ok(None)`), or says when to retry (`Err`, 429);
+    /// `Ok(Some(why))`: admitted unchecked because the shared counters failed.
     pub async fn admit(&self, tenant: &Tenant) -> Result<Option<String>, RouterError> {
         if tenant.rpm.is_none() && tenant.tpm.is_none() {
             return Ok(None);
         }
         let (minute, retry) = now();
         let (requests, tokens, failure) = match self {
-            Counters::Local => {
-                let (r, t) = tenant.window.add(minute, 0, 0);
-                (r + 1, t, None)
-            }
+            Counters::Local => match tenant.window.admit(minute, tenant.rpm, tenant.tpm) {
+                Ok(()) => return Ok(None),
+                Err((r, t)) => (r, t, None),
+            },
             Counters::Redis { client, prefix } => {
                 let rk = format!("{prefix}:{}:{minute}:requests", tenant.name);
                 let tk = format!("{prefix}:{}:{minute}:tokens", tenant.name);
@@ -113,9 +125,6 @@ impl Counters {
         if let Some(limit) = tenant.tpm.filter(|&l| tokens >= l) {
             return Err(over("tokens per minute", limit));
         }
-        if let Counters::Local = self {
-            tenant.window.add(minute, 1, 0);
-        }
         Ok(None)
     }
 
@@ -132,7 +141,7 @@ impl Counters {
         let (minute, _) = now();
         match self {
             Counters::Local => {
-                tenant.window.add(minute, 0, tokens);
+                tenant.window.add_tokens(minute, tokens);
                 None
             }
             Counters::Redis { client, prefix } => {
