@@ -120,13 +120,8 @@ fn report(title: &str, arms: &[Arm], runs: &[Vec<LoadResult>]) -> Value {
 }
 
 fn pin(arms: &[Arm], router_cpus: &str, sim: &procs::Proc, backend_cpus: &str) {
-    for a in arms {
-        if let Some(p) = a.proc {
-            repin(p.child.id(), router_cpus);
-        }
-    }
-    repin(sim.child.id(), backend_cpus);
-    repin(std::process::id(), backend_cpus);
+    let routers: Vec<u32> = arms.iter().filter_map(|a| a.proc.map(|p| p.child.id())).collect();
+    common::pin_apart(&routers, router_cpus, sim.child.id(), backend_cpus);
 }
 
 fn main() {
@@ -246,8 +241,6 @@ fn main() {
         json!({"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), "seconds": bench.seconds,
                "repeats": bench.repeats, "rate": rate, "prompt_bytes": bench.prompt.len(), "keywords": 1000}),
     );
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("overhead.json"), serde_json::to_string_pretty(&Value::Object(results)).unwrap()).unwrap();
+    common::write_results("overhead", &results);
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -181,8 +181,6 @@ fn main() {
                "rate": setup.rate, "warmup_s": setup.warmup, "seconds": setup.seconds,
                "sim": {"max_num_seqs": 16, "ttft_ms": 20, "itl_ms": 5, "tokens": 16, "lora_load_ms": 50}}),
     );
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("placement.json"), serde_json::to_string_pretty(&Value::Object(results)).unwrap()).unwrap();
+    common::write_results("placement", &results);
     let _ = std::fs::remove_dir_all(&tmp);
 }

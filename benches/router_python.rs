@@ -25,7 +25,7 @@ mod common;
 
 use bytes::Bytes;
 use common::loadgen::{self, ArmLoad, LoadResult};
-use common::{median, procs, repin};
+use common::{median, procs};
 use serde_json::{json, Map, Value};
 
 const QUESTION: &str = "How do I read a file line by line in Python without loading it all into memory?";
@@ -143,13 +143,8 @@ fn main() {
     };
 
     report("c=1".into(), cell(1, None));
-    for arm in &arms {
-        if let Some(r) = &arm.router {
-            repin(r.child.id(), "0");
-        }
-    }
-    repin(sim.child.id(), "1");
-    repin(std::process::id(), "1");
+    let routers: Vec<u32> = arms.iter().filter_map(|a| a.router.as_ref().map(|r| r.child.id())).collect();
+    common::pin_apart(&routers, "0", sim.child.id(), "1");
     report(format!("c=32 @ {rate:.0} req/s (mcp {mcp_rate:.0})"), cell(32, Some((rate, mcp_rate))));
 
     for arm in &arms {
@@ -158,9 +153,6 @@ fn main() {
         }
     }
     results.insert("setup".into(), json!({"seconds": seconds, "repeats": repeats, "rate": rate, "mcp_rate": mcp_rate}));
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("router_python.json"), serde_json::to_string_pretty(&Value::Object(results)).unwrap())
-        .unwrap();
+    common::write_results("router_python", &results);
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -130,8 +130,6 @@ fn main() {
         );
     }
     drop(sim);
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("router_semantic.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    common::write_results("router_semantic", &results);
     let _ = std::fs::remove_dir_all(&tmp);
 }

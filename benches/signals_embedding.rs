@@ -94,7 +94,5 @@ fn main() {
             );
         }
     }
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("signals_embedding.json"), serde_json::to_string_pretty(&results).unwrap()).unwrap();
+    common::write_results("signals_embedding", &results);
 }

@@ -104,7 +104,5 @@ fn main() {
         println!("{name:<40} {p50:>10.2} {p99:>10.2}");
         results.insert(name, serde_json::json!({"p50_us": p50, "p99_us": p99}));
     }
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    let _ = std::fs::write(out.join("signals_keyword.json"), serde_json::to_string_pretty(&results).unwrap());
+    common::write_results("signals_keyword", &results);
 }

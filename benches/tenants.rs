@@ -22,12 +22,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::loadgen::{self, ArmLoad, LoadResult};
-use common::{median, procs, repin};
+use common::{median, procs};
 use serde_json::{json, Map, Value};
 
 const KEY: &str = "sk-bench-acme-0123456789";
@@ -78,14 +78,10 @@ fn main() {
     let sim = procs::spawn_fast_sim(&bin, &adapters);
 
     let redis_port = procs::free_port();
-    let mut redis = Command::new("taskset")
-        .args(["-c", "1", "redis-server", "--port", &redis_port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .current_dir(&tmp)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server on PATH");
+    let port_arg = redis_port.to_string();
+    let redis_args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+    let mut redis =
+        procs::pinned("1", "redis-server", &redis_args).current_dir(&tmp).spawn().expect("redis-server on PATH");
     std::thread::sleep(Duration::from_millis(300));
 
     let (hash, other) = (key_hash(&bin, KEY), key_hash(&bin, "sk-bench-other"));
@@ -161,19 +157,12 @@ fn main() {
     };
 
     report("c=1".into(), cell(1, None));
-    for arm in &arms {
-        if let Some(r) = &arm.router {
-            repin(r.child.id(), "0");
-        }
-    }
-    repin(sim.child.id(), "1");
-    repin(std::process::id(), "1");
+    let routers: Vec<u32> = arms.iter().filter_map(|a| a.router.as_ref().map(|r| r.child.id())).collect();
+    common::pin_apart(&routers, "0", sim.child.id(), "1");
     report(format!("c=32 @ {rate:.0} req/s"), cell(32, Some(rate)));
 
     results.insert("setup".into(), json!({"seconds": seconds, "repeats": repeats, "rate": rate}));
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
-    let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("tenants.json"), serde_json::to_string_pretty(&Value::Object(results)).unwrap()).unwrap();
+    common::write_results("tenants", &results);
     let _ = redis.kill();
     let _ = redis.wait();
     let _ = std::fs::remove_dir_all(&tmp);

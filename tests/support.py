@@ -171,6 +171,14 @@ def base_config(endpoints: list[tuple[str, int]], **overrides: Any) -> dict[str,
     return cfg
 
 
+def register_adapter(
+    url: str, auth: dict[str, str], name: str, path: str, base_model: str, timeout: float = 30
+) -> httpx.Response:
+    """`POST /admin/adapters` on the router at `url`."""
+    body = {"name": name, "path": path, "base_model": base_model}
+    return httpx.post(f"{url}/admin/adapters", headers=auth, json=body, timeout=timeout)
+
+
 def chat(model: str = "MoM", text: str = "hello", **fields: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 4, **fields}
 

@@ -19,6 +19,7 @@ from support import (
     free_port,
     lora_router,
     make_adapters,
+    register_adapter,
     start_router,
     wait_until,
     write_config,
@@ -135,12 +136,7 @@ def test_requests_go_to_a_replica_that_holds_the_adapter(cluster):
 def test_register_loads_where_placement_says_and_serves(cluster):
     make_adapters(cluster.root, ["fresh"])
     path = str(cluster.root / "adapters" / "fresh")
-    r = httpx.post(
-        f"{cluster.url}/admin/adapters",
-        headers=AUTH,
-        json={"name": "fresh", "path": path, "base_model": "tiny-base"},
-        timeout=30,
-    )
+    r = register_adapter(cluster.url, AUTH, "fresh", path, "tiny-base")
     assert r.status_code == 201, r.text
     a = r.json()
     assert a["source"] == "runtime" and a["state"] == "active"
@@ -155,12 +151,7 @@ def test_register_loads_where_placement_says_and_serves(cluster):
 
 def test_a_new_version_flips_then_the_old_one_drains(cluster):
     make_adapters(cluster.root, ["ver-1", "ver-2"])
-    post = lambda p: httpx.post(  # noqa: E731
-        f"{cluster.url}/admin/adapters",
-        headers=AUTH,
-        json={"name": "ver", "path": str(cluster.root / "adapters" / p), "base_model": "tiny-base"},
-        timeout=30,
-    )
+    post = lambda p: register_adapter(cluster.url, AUTH, "ver", str(cluster.root / "adapters" / p), "tiny-base")  # noqa: E731
     assert post("ver-1").status_code == 201
     assert cluster.post("ver").json()["model"] == "ver"
     r = post("ver-2")
@@ -178,11 +169,8 @@ def test_unregister_drains_in_flight_requests_then_unloads(tmp_path):
     cluster = Cluster(tmp_path, itl_ms=300)  # 4 tokens: about 1.2 s per request
     try:
         make_adapters(cluster.root, ["gone"])
-        r = httpx.post(
-            f"{cluster.url}/admin/adapters",
-            headers=AUTH,
-            json={"name": "gone", "path": str(cluster.root / "adapters" / "gone"), "base_model": "tiny-base"},
-            timeout=30,
+        r = register_adapter(
+            cluster.url, AUTH, "gone", str(cluster.root / "adapters" / "gone"), "tiny-base", timeout=30
         )
         assert r.status_code == 201
         home = int(r.json()["homes"][0][1:])

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support import Proc, free_port, lora_router, start_router, wait_until, write_config
+from support import Proc, free_port, lora_router, register_adapter, start_router, wait_until, write_config
 from vllm_env import VLLMServer, build
 
 pytestmark = pytest.mark.vllm
@@ -247,12 +247,7 @@ def test_streaming_through_the_router(tier):
 
 def test_register_and_unregister_through_the_admin_api(tier):
     path = str(tier.env / "adapters" / "all-linear")
-    r = httpx.post(
-        f"{tier.url}/admin/adapters",
-        headers=AUTH,
-        json={"name": "everything", "path": path, "base_model": "tiny-llama"},
-        timeout=120,
-    )
+    r = register_adapter(tier.url, AUTH, "everything", path, "tiny-llama", timeout=120)
     assert r.status_code == 201, r.text
     home = int(r.json()["homes"][0][1:])
     assert "everything" in tier.served(home) and "everything" not in tier.served(1 - home)
@@ -266,12 +261,7 @@ def test_register_and_unregister_through_the_admin_api(tier):
 
 
 def test_a_new_version_is_served_under_a_new_name(tier):
-    r = httpx.post(
-        f"{tier.url}/admin/adapters",
-        headers=AUTH,
-        json={"name": "d", "path": str(tier.env / "adapters" / "e"), "base_model": "tiny-llama"},
-        timeout=120,
-    )
+    r = register_adapter(tier.url, AUTH, "d", str(tier.env / "adapters" / "e"), "tiny-llama", timeout=120)
     assert r.status_code == 201, r.text
     resp = tier.post("d")
     assert resp.json()["model"] == "d--v2"
@@ -288,12 +278,7 @@ def test_vllm_errors_are_relayed_with_their_reason(tier):
         (str(empty), 502, "No adapter found"),
     ]
     for path, status, message in cases:
-        r = httpx.post(
-            f"{tier.url}/admin/adapters",
-            headers=AUTH,
-            json={"name": "broken", "path": path, "base_model": "tiny-llama"},
-            timeout=120,
-        )
+        r = register_adapter(tier.url, AUTH, "broken", path, "tiny-llama", timeout=120)
         assert r.status_code == status and message in r.json()["error"]["message"], r.text
     assert tier.adapter("broken") == {}
     # An inference error from vLLM reaches the client as vLLM wrote it.

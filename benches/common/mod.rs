@@ -58,6 +58,23 @@ pub fn repin(pid: u32, cpus: &str) {
         .status();
 }
 
+/// Pins the routers to `router_cpus`, and the backend and this process (the load
+/// generator) to `backend_cpus`, so the router has its cores to itself.
+pub fn pin_apart(routers: &[u32], router_cpus: &str, backend: u32, backend_cpus: &str) {
+    for &pid in routers {
+        repin(pid, router_cpus);
+    }
+    repin(backend, backend_cpus);
+    repin(std::process::id(), backend_cpus);
+}
+
+/// Writes a bench's results to bench-results/<name>.json.
+pub fn write_results(name: &str, results: &impl serde::Serialize) {
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-results");
+    let _ = std::fs::create_dir_all(&out);
+    std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(results).unwrap()).unwrap();
+}
+
 /// One HTTP/1.1 exchange on a fresh connection: the whole response, head and body, as text.
 fn exchange(addr: &str, method: &str, path: &str, body: &[u8], headers: &[(String, String)]) -> Option<String> {
     use std::io::{Read, Write};

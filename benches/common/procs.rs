@@ -56,15 +56,16 @@ pub fn lora_router_bin() -> String {
     std::env::var("LORA_ROUTER_BIN").unwrap_or_else(|_| "lora-router".to_string())
 }
 
+/// `program args` under `taskset -c cpus`, with no input and output discarded.
+pub fn pinned<S: AsRef<std::ffi::OsStr>>(cpus: &str, program: &str, args: &[S]) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c").arg(cpus).arg(program).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd
+}
+
 /// Runs `program args` under `taskset -c cpus` and waits until it prints `on http://H:P`.
 pub fn spawn_announcing(name: &str, cpus: &str, program: &str, args: &[String]) -> Proc {
-    let mut child = Command::new("taskset")
-        .arg("-c")
-        .arg(cpus)
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
+    let mut child = pinned(cpus, program, args)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
@@ -106,16 +107,7 @@ pub fn spawn_announcing(name: &str, cpus: &str, program: &str, args: &[String]) 
 
 /// Runs `program args` (which listens on `port`) under taskset and waits for `GET path` to answer.
 pub fn spawn_polled(name: &str, cpus: &str, program: &str, args: &[String], port: u16, path: &str) -> Proc {
-    let child = Command::new("taskset")
-        .arg("-c")
-        .arg(cpus)
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+    let child = pinned(cpus, program, args).spawn().unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
     let proc = Proc { name: name.to_string(), child, port };
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {

@@ -153,11 +153,10 @@ fn resolve_for(plan: &Plan, name: &str, tenant: Option<&Tenant>) -> Option<Model
 }
 
 fn target_for(r: ModelRef) -> Target {
-    let (base, adapter) = match r {
-        ModelRef::Base(base) => (base, None),
-        ModelRef::Adapter { base, name } => (base, Some(name)),
-    };
-    Target { base, adapter, score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
+    match r {
+        ModelRef::Base(base) => Target::named(base, None),
+        ModelRef::Adapter { base, name } => Target::named(base, Some(name)),
+    }
 }
 
 fn model_ref(t: &Target) -> ModelRef {

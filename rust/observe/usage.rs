@@ -16,10 +16,13 @@ pub struct UsageScan {
 impl UsageScan {
     pub fn feed(&mut self, chunk: &[u8]) {
         self.events += count(chunk, b"data: {") as u64;
-        self.tail.extend_from_slice(chunk);
-        if self.tail.len() > 2 * TAIL {
-            self.tail.drain(..self.tail.len() - TAIL);
+        // Only the end of a large chunk can matter: copy no more than that.
+        let end = &chunk[chunk.len().saturating_sub(TAIL)..];
+        if self.tail.len() + end.len() > 2 * TAIL {
+            let keep = TAIL.saturating_sub(end.len()).min(self.tail.len());
+            self.tail.drain(..self.tail.len() - keep);
         }
+        self.tail.extend_from_slice(end);
     }
 
     /// (prompt tokens, completion tokens).

@@ -127,6 +127,13 @@ pub struct Target {
     pub reasoning_effort: Arc<str>,
 }
 
+impl Target {
+    /// The target for a model named outright: no score of its own, no reasoning setting.
+    pub fn named(base: usize, adapter: Option<Arc<str>>) -> Target {
+        Target { base, adapter, score: 1.0, use_reasoning: None, reasoning_effort: Arc::from("") }
+    }
+}
+
 impl Plan {
     /// Compiles a spec. `previous` lends its replicas so health and load state carry over;
     /// `externals` are the classifiers the spec's external signals name.

@@ -7,13 +7,13 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::body::RouterBody;
 use super::RouterState;
 use crate::errors::envelope;
 use crate::plan::Plan;
+use crate::util::secret::{bearer, same_bytes};
 use serde_json::{json, Value};
 
 pub type AdminFuture = Pin<Box<dyn Future<Output = Result<(u16, String), String>> + Send>>;
@@ -35,15 +35,6 @@ fn respond(status: u16, body: Bytes) -> Response<RouterBody> {
     r
 }
 
-/// Compares without an early exit, so the time taken says nothing about the key.
-fn same_key(given: &[u8], key: &[u8]) -> bool {
-    let mut diff = given.len() ^ key.len();
-    for (i, b) in key.iter().enumerate() {
-        diff |= usize::from(b ^ given.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
-}
-
 /// Passes when the request carries the admin key; else the answer to give.
 #[allow(clippy::result_large_err)]
 pub fn check_key(plan: &Plan, headers: &HeaderMap) -> Result<(), Response<RouterBody>> {
@@ -53,8 +44,7 @@ pub fn check_key(plan: &Plan, headers: &HeaderMap) -> Result<(), Response<Router
             "The admin API is off: set the environment variable that admin.api_key_env names (LORA_ROUTER_ADMIN_KEY by default).",
         ));
     };
-    let given = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    if !given.is_some_and(|g| same_key(g.trim().as_bytes(), key.as_bytes())) {
+    if !bearer(headers).is_some_and(|given| same_bytes(given.as_bytes(), key.as_bytes())) {
         return Err(error(StatusCode::UNAUTHORIZED, "The admin API needs `Authorization: Bearer <admin key>`."));
     }
     Ok(())
@@ -125,15 +115,4 @@ fn experiments(plan: &Plan, method: &Method, path: &str, body: &[u8]) -> Respons
 
 fn ok(v: &Value) -> Response<RouterBody> {
     respond(200, Bytes::from(serde_json::to_vec(v).unwrap_or_default()))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn keys_compare_fully() {
-        assert!(super::same_key(b"secret", b"secret"));
-        assert!(!super::same_key(b"secre", b"secret"));
-        assert!(!super::same_key(b"secretX", b"secret"));
-        assert!(!super::same_key(b"", b"secret"));
-    }
 }

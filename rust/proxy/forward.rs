@@ -21,7 +21,7 @@ use crate::observe::{Completion, Outcome, RequestRecord};
 use crate::plan::{Plan, Target};
 use crate::replicas::ondemand::ensure_loaded;
 use crate::replicas::vllm::{AdapterError, Loaded};
-use crate::replicas::{select, Replica};
+use crate::replicas::{select, InflightGuard, Replica};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -57,6 +57,57 @@ pub async fn forward(
         Some(d) => d.target.clone(),
         None => return fail(state, record, RouterError::new(ErrorKind::Internal, "no decision to forward")),
     };
+    let mut attempts = Attempts::default();
+    let id = record.request_id.clone();
+    let result = send(state, &plan, &target, path, client_headers, &body, &id, &mut attempts).await;
+    record.attempts = attempts.count;
+    record.backend = attempts.backend;
+    record.loaded_adapter = attempts.loaded_adapter;
+    state.observer.metrics.retries.fetch_add(attempts.retries, std::sync::atomic::Ordering::Relaxed);
+    match result {
+        Ok(answered) => {
+            record.first_byte_us = Some(answered.first_byte.as_micros() as u64);
+            state.observer.metrics.first_byte.observe_seconds(answered.first_byte.as_secs_f64());
+            relay(state, &plan, answered.upstream, record, answered.inflight)
+        }
+        Err(e) => fail(state, record, e),
+    }
+}
+
+/// What placing and sending a request took, for its record.
+#[derive(Debug, Default)]
+pub(super) struct Attempts {
+    /// Replicas the request was sent to (or placed on).
+    pub count: u32,
+    /// The last of them.
+    pub backend: Option<Arc<str>>,
+    /// The chosen replica had to load the adapter first.
+    pub loaded_adapter: bool,
+    /// Sends repeated on another replica after a connect error.
+    pub retries: u64,
+}
+
+/// An upstream answer (its headers; the body still to come) and the in-flight place it holds.
+pub(super) struct Answered {
+    pub upstream: Response<hyper::body::Incoming>,
+    pub inflight: InflightGuard,
+    pub first_byte: Duration,
+}
+
+/// Places a request for `target` on a replica (loading its adapter there first when the
+/// placement says so) and sends it, under the one retry rule. Shared by client requests and
+/// shadow copies.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn send(
+    state: &RouterState,
+    plan: &Plan,
+    target: &Target,
+    path: &'static str,
+    client_headers: &HeaderMap,
+    body: &Bytes,
+    request_id: &str,
+    attempts: &mut Attempts,
+) -> Result<Answered, RouterError> {
     let adapter = target.adapter.as_deref().and_then(|a| plan.adapters.get(a)).cloned();
     let load_timeout = Duration::from_millis(plan.placement.load_timeout_ms);
     let max_attempts = if plan.server.retry_connect_errors { 2 } else { 1 };
@@ -64,22 +115,21 @@ pub async fn forward(
     let mut tried: Vec<usize> = Vec::new();
     let mut last_connect_error: Option<RouterError> = None;
     loop {
-        let Some(pick) = select::pick(&plan, &target, &tried) else {
-            let err = last_connect_error.unwrap_or_else(|| no_replica(&plan, &target));
-            return fail(state, record, err);
+        let Some(pick) = select::pick(plan, target, &tried) else {
+            return Err(last_connect_error.unwrap_or_else(|| no_replica(plan, target)));
         };
         let idx = pick.replica;
         let replica = plan.endpoints[idx].clone();
-        record.attempts += 1;
-        record.backend = Some(replica.name.clone());
+        attempts.count += 1;
+        attempts.backend = Some(replica.name.clone());
         if let (true, Some(a)) = (pick.load, &adapter) {
             match ensure_loaded(&state.client, &state.loads, &replica, a, load_timeout).await {
-                Ok(Loaded::Now) => record.loaded_adapter = true,
+                Ok(Loaded::Now) => attempts.loaded_adapter = true,
                 Ok(Loaded::Already) => {}
                 // It serves static adapters only: place the request elsewhere.
                 Err(AdapterError::RuntimeUpdatesOff) => {
                     tried.push(idx);
-                    record.attempts -= 1;
+                    attempts.count -= 1;
                     continue;
                 }
                 Err(e) => {
@@ -88,29 +138,21 @@ pub async fn forward(
                         _ => ErrorKind::AdapterLoadFailed,
                     };
                     let msg = format!("The endpoint '{}' could not load the adapter `{}`: {e}", replica.name, a.name);
-                    return fail(state, record, RouterError::new(kind, msg));
+                    return Err(RouterError::new(kind, msg));
                 }
             }
         }
-        let id = if record.attempts > 1 {
-            format!("{}-{}", record.request_id, record.attempts)
-        } else {
-            record.request_id.to_string()
-        };
-        let request = match upstream_request(&replica, path, client_headers, body.clone(), &id, &plan) {
-            Ok(r) => r,
-            Err(e) => return fail(state, record, e),
-        };
+        let id = if attempts.count > 1 { format!("{request_id}-{}", attempts.count) } else { request_id.to_string() };
+        let request = upstream_request(&replica, path, client_headers, body.clone(), &id, plan)?;
         let inflight = replica.begin(adapter.as_ref().map(|a| a.served.clone()));
         let sent = Instant::now();
         match tokio::time::timeout(timeout, state.client.request(request)).await {
             Err(_) => {
                 let secs = timeout.as_secs_f64();
-                let err = RouterError::new(
+                return Err(RouterError::new(
                     ErrorKind::UpstreamTimeout,
                     format!("The endpoint '{}' did not answer within {secs:.1} s.", replica.name),
-                );
-                return fail(state, record, err);
+                ));
             }
             Ok(Err(e)) if e.is_connect() => {
                 replica.mark_unhealthy();
@@ -120,25 +162,19 @@ pub async fn forward(
                     ErrorKind::UpstreamUnreachable,
                     format!("Could not connect to the endpoint '{}': {}", replica.name, source_message(&e)),
                 ));
-                if record.attempts < max_attempts {
-                    state.observer.metrics.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if attempts.count < max_attempts {
+                    attempts.retries += 1;
                     continue;
                 }
-                return fail(state, record, last_connect_error.take().unwrap());
+                return Err(last_connect_error.take().unwrap());
             }
             Ok(Err(e)) => {
-                let err = RouterError::new(
+                return Err(RouterError::new(
                     ErrorKind::UpstreamUnreachable,
                     format!("The endpoint '{}' failed before answering: {}", replica.name, source_message(&e)),
-                );
-                return fail(state, record, err);
+                ));
             }
-            Ok(Ok(upstream)) => {
-                let first_byte = sent.elapsed();
-                record.first_byte_us = Some(first_byte.as_micros() as u64);
-                state.observer.metrics.first_byte.observe_seconds(first_byte.as_secs_f64());
-                return relay(state, &plan, upstream, record, inflight);
-            }
+            Ok(Ok(upstream)) => return Ok(Answered { upstream, inflight, first_byte: sent.elapsed() }),
         }
     }
 }
@@ -200,7 +236,7 @@ fn relay(
     plan: &Plan,
     upstream: Response<hyper::body::Incoming>,
     mut record: RequestRecord,
-    inflight: crate::replicas::InflightGuard,
+    inflight: InflightGuard,
 ) -> Response<RouterBody> {
     let (parts, incoming) = upstream.into_parts();
     record.status = parts.status.as_u16();

@@ -1,7 +1,8 @@
 //! Shadow traffic: a copy of a request goes to an experiment's candidate adapter, after the
-//! real request is on its way. The copy's answer is read to its end (so vLLM does the whole
-//! work, as it would for a client) and discarded; only its statistics are kept. It never
-//! touches the client's response, and a failure only shows in those statistics.
+//! real request is on its way, placed and sent as a client request is (proxy/forward.rs).
+//! The copy's answer is read to its end (so vLLM does the whole work, as it would for a
+//! client) and discarded; only its statistics are kept. It never touches the client's
+//! response, and a failure only shows in those statistics.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,12 +11,10 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
 
-use super::forward::upstream_request;
+use super::forward::{send, Attempts};
 use super::RouterState;
 use crate::observe::usage::UsageScan;
 use crate::plan::{Plan, Target};
-use crate::replicas::ondemand::ensure_loaded;
-use crate::replicas::select;
 use crate::tenants::experiments::Shadow;
 
 /// Sends the copy in the background. `body` is the routed request body; its `model` is
@@ -43,38 +42,15 @@ pub fn spawn(
     let state = state.clone();
     tokio::spawn(async move {
         let started = Instant::now();
-        let target = Target {
-            base: a.base,
-            adapter: Some(a.name.clone()),
-            score: 1.0,
-            use_reasoning: None,
-            reasoning_effort: Arc::from(""),
+        let target = Target::named(a.base, Some(a.name.clone()));
+        let mut attempts = Attempts::default();
+        let answered = match send(&state, &plan, &target, path, &headers, &body, &id, &mut attempts).await {
+            Ok(a) => a,
+            Err(e) => return stats.record(e.status().as_u16(), None, started.elapsed().as_secs_f64(), None),
         };
-        let Some(pick) = select::pick(&plan, &target, &[]) else {
-            stats.record(503, None, started.elapsed().as_secs_f64(), None);
-            return;
-        };
-        let replica = plan.endpoints[pick.replica].clone();
-        if pick.load {
-            let timeout = Duration::from_millis(plan.placement.load_timeout_ms);
-            if ensure_loaded(&state.client, &state.loads, &replica, &a, timeout).await.is_err() {
-                stats.record(502, None, started.elapsed().as_secs_f64(), None);
-                return;
-            }
-        }
-        let Ok(request) = upstream_request(&replica, path, &headers, body, &id, &plan) else {
-            return;
-        };
-        let _inflight = replica.begin(Some(a.served.clone()));
-        let timeout = Duration::from_millis(plan.server.request_timeout_ms);
-        let response = match tokio::time::timeout(timeout, state.client.request(request)).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => return stats.record(502, None, started.elapsed().as_secs_f64(), None),
-            Err(_) => return stats.record(504, None, started.elapsed().as_secs_f64(), None),
-        };
-        let first_byte = started.elapsed().as_secs_f64();
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
+        let first_byte = answered.first_byte.as_secs_f64();
+        let status = answered.upstream.status().as_u16();
+        let mut body = answered.upstream.into_body();
         let mut scan = UsageScan::default();
         let idle = Duration::from_millis(plan.server.stream_idle_timeout_ms);
         loop {
@@ -90,6 +66,8 @@ pub fn spawn(
                 }
             }
         }
+        // The replica's in-flight place is held until the copy's body has ended.
+        drop(answered.inflight);
         stats.record(status, Some(first_byte), started.elapsed().as_secs_f64(), scan.result());
     });
 }

@@ -17,6 +17,7 @@ use http::HeaderMap;
 
 use crate::errors::{ErrorKind, RouterError};
 use crate::plan::{ModelRef, PlanError, TenantSpec};
+use crate::util::secret::bearer;
 use keys::KeyIndex;
 use quotas::Window;
 
@@ -135,16 +136,10 @@ impl Tenants {
             return Ok(None);
         }
         let unauthorized = |m: &str| RouterError::new(ErrorKind::Unauthorized, m);
-        let value = headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| unauthorized("This router needs an API key: send `Authorization: Bearer <key>`."))?;
-        let key = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| unauthorized("The Authorization header must be `Bearer <key>`."))?;
+        if !headers.contains_key(AUTHORIZATION) {
+            return Err(unauthorized("This router needs an API key: send `Authorization: Bearer <key>`."));
+        }
+        let key = bearer(headers).ok_or_else(|| unauthorized("The Authorization header must be `Bearer <key>`."))?;
         let m = self.keys.find(key.as_bytes()).ok_or_else(|| unauthorized("Incorrect API key provided."))?;
         Ok(Some(Caller { tenant: self.list[m.tenant].clone(), key_id: m.id }))
     }

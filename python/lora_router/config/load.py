@@ -43,6 +43,9 @@ class LoadedConfig:
     base_dir: Path
     warnings: list[str] = field(default_factory=list)
     lines: dict[str, int] = field(default_factory=dict)
+    plain_keys: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    """Tenants' plain keys (from the environment or a key file), read and hashed once per
+    load: plan rebuilds (adapters or tenants changed at run time) reuse them."""
 
 
 def format_path(loc: Iterable[Any]) -> str:

@@ -248,11 +248,19 @@ def adapter_path(loaded: LoadedConfig, path: str | None) -> str | None:
 
 def tenant_keys(loaded: LoadedConfig, t: Tenant) -> list[dict[str, str]]:
     """A tenant's keys for the plan, all hashed: stored hashes as they are, plain keys from
-    its environment variable or key file hashed now with a fresh salt."""
+    its environment variable or key file hashed with a fresh salt, once per load."""
     out = []
     for value in t.api_keys:
         salt, digest = parse_hashed(value)  # checked already
         out.append({"id": key_id(t.name, digest), "salt_hex": salt, "digest_hex": digest})
+    if t.api_key_env or t.api_key_file:
+        if t.name not in loaded.plain_keys:
+            loaded.plain_keys[t.name] = hash_plain_keys(loaded, t)
+        out += loaded.plain_keys[t.name]
+    return out
+
+
+def hash_plain_keys(loaded: LoadedConfig, t: Tenant) -> list[dict[str, str]]:
     plain: list[tuple[str, str]] = []
     if t.api_key_env:
         plain.append((f"{t.name}/env:{t.api_key_env}", os.environ[t.api_key_env].strip()))
@@ -260,6 +268,7 @@ def tenant_keys(loaded: LoadedConfig, t: Tenant) -> list[dict[str, str]]:
         lines = (loaded.base_dir / t.api_key_file).read_text(encoding="utf-8").splitlines()
         keys = [x.strip() for x in lines if x.strip() and not x.strip().startswith("#")]
         plain += [(f"{t.name}/file:{n + 1}", k) for n, k in enumerate(keys)]
+    out = []
     for ident, key in plain:
         salt, digest = parse_hashed(hash_key(key))
         out.append({"id": ident, "salt_hex": salt, "digest_hex": digest})
