@@ -92,6 +92,8 @@ pub struct Adapter {
     pub max_concurrency: Option<usize>,
     /// Requests in flight to it through this router (shared with the previous plan).
     pub active: Arc<std::sync::atomic::AtomicUsize>,
+    /// Its base's endpoints in rendezvous order (replicas/select.rs): its homes first.
+    pub home_order: Vec<usize>,
 }
 
 pub type Placement = PlacementSpec;
@@ -182,6 +184,7 @@ impl Plan {
                         min_replicas: a.min_replicas.max(1),
                         max_replicas: a.max_replicas,
                         max_concurrency: a.max_concurrency,
+                        home_order: crate::replicas::select::rank_endpoints(&endpoints, &eps, &a.name),
                         active: previous
                             .and_then(|p| p.adapters.get(&name))
                             .map(|x| x.active.clone())

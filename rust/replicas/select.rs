@@ -110,15 +110,21 @@ pub fn home_rank(adapter: &str, replica: &Replica) -> u64 {
 /// The base's endpoints in an adapter's home order (healthy or not, so homes stay put). The
 /// Python registry places adapters by the same order.
 pub fn home_order(plan: &Plan, adapter: &str, base: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = plan.bases[base].endpoints.clone();
-    order.sort_by_key(|&i| std::cmp::Reverse(home_rank(adapter, &plan.endpoints[i])));
+    rank_endpoints(&plan.endpoints, &plan.bases[base].endpoints, adapter)
+}
+
+/// `endpoints` (indexes into `all`) in rendezvous order for `adapter`. The plan computes it
+/// once per adapter when it is compiled (`Adapter::home_order`).
+pub fn rank_endpoints(all: &[std::sync::Arc<Replica>], endpoints: &[usize], adapter: &str) -> Vec<usize> {
+    let mut order = endpoints.to_vec();
+    order.sort_by_key(|&i| std::cmp::Reverse(home_rank(adapter, &all[i])));
     order
 }
 
 fn lora_aware(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
     let p: &Placement = &plan.placement;
     plan.demand.touch(&a.served);
-    let order: Vec<usize> = home_order(plan, &a.name, a.base).into_iter().filter(|i| candidates.contains(i)).collect();
+    let order: Vec<usize> = a.home_order.iter().copied().filter(|i| candidates.contains(i)).collect();
     let position = |i: usize| order.iter().position(|&x| x == i).unwrap_or(usize::MAX);
     let is_home = |i: usize| position(i) < a.min_replicas.max(1);
     let min_load = candidates.iter().map(|&i| load(&plan.endpoints[i])).min()?;

@@ -323,6 +323,7 @@ mod tests {
                     max_replicas: None,
                     max_concurrency: None,
                     active: Default::default(),
+                    home_order: vec![],
                 },
             );
         }
