@@ -16,7 +16,7 @@ from ..config import LoadedConfig
 from ..config.checks import tenant_problems
 from ..config.load import format_path
 from ..config.models import Tenant
-from ..keys import key_id, parse_hashed
+from ..config.plan import tenant_keys
 from .registry import RegistryError
 
 log = logging.getLogger("lora_router.tenants")
@@ -38,15 +38,11 @@ class TenantStore:
                 log.warning("tenant %s is now declared in the config; its run-time definition is dropped", t.name)
 
     def describe(self, t: Tenant, source: str) -> dict[str, Any]:
-        ids = [key_id(t.name, parse_hashed(k)[1]) for k in t.api_keys if parse_hashed(k)]
-        if t.api_key_env:
-            ids.append(f"{t.name}/env:{t.api_key_env}")
-        if t.api_key_file:
-            ids.append(f"{t.name}/file")
         return {
             "name": t.name,
             "source": source,
-            "key_ids": ids,
+            # The ids the audit log shows (the plan's, so the two always agree).
+            "key_ids": [k["id"] for k in tenant_keys(self.loaded, t)],
             "adapters": t.adapters,
             "base_models": t.base_models,
             "default_adapter": t.default_adapter,
