@@ -17,6 +17,7 @@ use lora_router::decision::{decide, rewrite, RequestContext};
 use lora_router::plan::Plan;
 use lora_router::request::{ApiKind, RequestView};
 use lora_router::signals::Signal;
+use lora_router::state::LiveState;
 
 fn plan(hits: usize) -> Plan {
     let kws = fixtures::keywords(1000, hits, 42);
@@ -43,16 +44,25 @@ fn plan(hits: usize) -> Plan {
         "server": {"max_body_bytes": 1048576, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
                    "stream_idle_timeout_ms": 5000, "health_interval_ms": 1000, "health_timeout_ms": 500,
                    "drain_timeout_ms": 1000, "retry_connect_errors": true},
-        "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null}],
+        "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null, "max_loras": 4,
+                       "discovery": {"type": "static"}}],
         "models": [{"name": "base", "endpoints": ["e1"], "reasoning": {"type": "chat_template_kwargs", "parameter": "enable_thinking"},
-                    "adapters": cats.iter().map(|c| serde_json::json!({"name": format!("{c}-lora")})).collect::<Vec<_>>()}],
+                    "adapters": cats.iter().map(|c| serde_json::json!({"name": format!("{c}-lora"), "served_name": format!("{c}-lora"),
+                        "path": null, "min_replicas": 1, "max_replicas": null, "max_concurrency": null})).collect::<Vec<_>>()}],
         "categories": categories,
         "default_category": "general",
         "signals": [{"type": "keyword", "rules": rules}],
         "routing": {"virtual_models": ["MoM"], "router_model_name": "MoM", "classify_messages": "last_user", "evaluate_all_signals": false},
-        "audit": {"path": null}
+        "placement": {"policy": "lora-aware", "spill_threshold": 8, "load_timeout_ms": 1000},
+        "audit": {"path": null},
+        "admin_key": null,
+        "tenants": [],
+        "experiments": [],
+        "store": {"redis": null, "prefix": "lora-router"},
+        "fleet": {"nameservers": []},
+        "hash": "bench"
     });
-    Plan::from_json(&spec.to_string(), None).expect("bench plan")
+    Plan::from_json(&spec.to_string(), &LiveState::local()).expect("bench plan")
 }
 
 /// Median over `rounds` of the mean time per call in batches of `batch`, in microseconds.

@@ -12,6 +12,14 @@ adapter, system prompt, use_reasoning)."""
 AdminHandler: TypeAlias = Callable[[str, str, bytes], Awaitable[tuple[int, str]]]
 """``handler(method, path, body)`` returns ``(status, JSON body)``."""
 
+RecordsHandler: TypeAlias = Callable[
+    [str, list[tuple[str, str | None]] | None, bool], Awaitable[list[tuple[str, str]] | None]
+]
+"""``handler(kind, records, complete)`` for run-time records of kind ``adapters`` or
+``tenants`` in the shared store: with ``records`` (name, value or None for deleted; with
+``complete``, every record there is) it applies what other routers wrote; with ``records=None``
+it returns every record it holds, to write back into a store that lost them."""
+
 Classifier: TypeAlias = tuple[
     Callable[[str, str, list[tuple[str, str]], str | None], Answer | Awaitable[Answer]],
     bool,
@@ -26,6 +34,9 @@ __version__: Final[str]
 
 class PlanError(ValueError):
     """A plan the native core cannot compile; the message starts with the plan field path."""
+
+class StoreUnavailable(RuntimeError):
+    """The shared state store (Redis) cannot be reached: nothing was read or written."""
 
 class AdapterError(RuntimeError):
     """A replica did not load or unload an adapter. ``args`` is ``(status, message)``: the
@@ -47,12 +58,16 @@ class Router:
         classifiers: dict[str, Classifier] | None = None,
         event_loop: asyncio.AbstractEventLoop | None = None,
         admin: AdminHandler | None = None,
+        records: RecordsHandler | None = None,
     ) -> None:
         """Compiles ``plan_json`` (built by ``lora_router.config.build_plan``). ``threads`` sizes
         the process-wide native runtime the first time one is created (0: one per core).
         ``classifiers`` are the plan's ``external`` signals by name; async ones run on
         ``event_loop``, which must be running on another thread. ``admin`` answers
-        ``/admin/...`` requests that carry the plan's admin key (on ``event_loop``).
+        ``/admin/...`` requests that carry the plan's admin key (on ``event_loop``);
+        ``records`` is told of run-time records in the shared store (on ``event_loop``; once
+        serving: at start, after each reconnection to the store, and on each change).
+        The plan's ``store`` section is read here only: a reload cannot change it.
         Raises ``PlanError``."""
 
     def reload(
@@ -75,11 +90,12 @@ class Router:
         (bad JSON, an explicit model unknown or not the tenant's) or an unknown tenant."""
 
     def replicas(self) -> str:
-        """Every endpoint as the router sees it, as a JSON list: ``name``, ``address``,
-        ``healthy``, ``requests_in_flight``, ``max_loras``, ``runtime_updates``
-        (unknown/on/off), ``synced``, ``waiting``, ``epoch`` (restarts seen), ``registered``
-        (served adapter -> path), ``resident`` (modelled GPU slots, most recent first),
-        ``inflight`` (per served adapter) and ``modelled_loads``."""
+        """Every replica as the router sees it, as a JSON list: ``name``, ``endpoint`` (the
+        configured endpoint it belongs to), ``address``, ``healthy``, ``requests_in_flight``,
+        ``max_loras``, ``runtime_updates`` (unknown/on/off), ``synced``, ``waiting``, ``epoch``
+        (restarts seen), ``registered`` (served adapter -> path), ``resident`` (modelled GPU
+        slots, most recent first), ``inflight`` (per served adapter), ``reported_active``
+        (running, by its metrics) and ``modelled_loads``."""
 
     def load_adapter(self, endpoint: str, served: str, path: str, timeout_s: float) -> bool:
         """Loads an adapter on an endpoint with vLLM's ``/v1/load_lora_adapter``: True if
@@ -91,8 +107,18 @@ class Router:
         Raises ``AdapterError``."""
 
     def home_order(self, adapter: str, base: str) -> list[str]:
-        """The endpoints of base model ``base`` in ``adapter``'s placement order (rendezvous
-        hashing): its homes first. Raises ``ValueError`` for an unknown base model."""
+        """The replicas of base model ``base`` in ``adapter``'s placement order (rendezvous
+        hashing over replica names, the same on every router): its homes first. Raises
+        ``ValueError`` for an unknown base model."""
+
+    def store_all(self, kind: str) -> list[tuple[str, str]]:
+        """Every run-time record of ``kind`` (``adapters``, ``tenants``, ``experiments``) in the
+        shared store, as (name, value). Raises ``StoreUnavailable``."""
+
+    def store_swap(self, kind: str, name: str, expected: str | None, value: str | None) -> bool:
+        """Replaces a record only if the store still holds ``expected`` (None: no record),
+        and tells every other router; ``value`` None deletes it. False if it changed
+        meanwhile (nothing was written). Raises ``StoreUnavailable``."""
 
     def start(self, host: str, port: int) -> tuple[str, int]:
         """Serves on ``host:port`` (0 picks a free port) and returns the bound address.

@@ -3,6 +3,7 @@ dict), classify text offline, or serve."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -55,11 +56,12 @@ class Router:
                 self._plugins.entries,
                 self._plugins.event_loop,
                 self._plugins.admin,
+                self._records,
             )
         except BaseException:
             self._plugins.stop()
             raise
-        self.registry.native = self._native
+        self.registry.native = self.tenants.native = self._native
         self._plugins.start()
 
     def _rebuild(self) -> None:
@@ -68,6 +70,23 @@ class Router:
         with self._lock:
             self.plan = build_plan(self.loaded, self._server_categories, self.registry, self.tenants)
             self._native.reload(json.dumps(self.plan), self._plugins.entries, self._plugins.event_loop)
+
+    async def _records(
+        self, kind: str, records: list[tuple[str, str | None]] | None, complete: bool
+    ) -> list[tuple[str, str]] | None:
+        """The core's handler for run-time records in the shared store: applies those other
+        routers wrote (``records``), or with ``records=None`` gives back every record this
+        router holds (to write back into a store that lost them)."""
+        owner = self.registry if kind == "adapters" else self.tenants
+        if records is None:
+            return owner.export()
+        if kind == "adapters":
+            changed = await self.registry.apply_remote(records, complete)
+        else:
+            changed = self.tenants.apply_remote(records, complete)
+        if changed:
+            await asyncio.to_thread(self._rebuild)
+        return None
 
     def _categories_listed(self, categories: ServerCategories) -> None:
         """An MCP server listed its categories (at connect, or changed after a restart): the

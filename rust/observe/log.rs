@@ -1,6 +1,7 @@
-//! Warnings the data plane writes to stderr, beside the Python layer's log lines: signals that
-//! failed, suggestions the router ignored. A broken classifier fails on every request, so each
-//! signal warns at most once per interval, with how many warnings it left unsaid.
+//! Lines the native core writes to stderr, beside the Python layer's log lines: events
+//! (`info`, `warn`), and warnings that could repeat on every request (signals that failed,
+//! suggestions the router ignored), which each source says at most once per interval, with
+//! how many it left unsaid.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -10,6 +11,18 @@ use std::time::{Duration, Instant};
 use crate::util::time::rfc3339_now;
 
 const INTERVAL: Duration = Duration::from_secs(10);
+
+fn line(level: &str, message: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{} {level} lora_router.core: {message}", rfc3339_now());
+}
+
+pub fn info(message: &str) {
+    line("INFO", message);
+}
+
+pub fn warn(message: &str) {
+    line("WARNING", message);
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Warning {
@@ -53,6 +66,6 @@ impl SignalWarnings {
         } else {
             String::new()
         };
-        let _ = writeln!(std::io::stderr().lock(), "{} WARNING lora_router.core: {message}{more}", rfc3339_now());
+        warn(&format!("{message}{more}"));
     }
 }

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::plan::Plan;
+use crate::state::LiveState;
+pub use crate::util::histogram::{Histogram, HistogramCounts, LATENCY_BOUNDS};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestKey {
@@ -18,72 +20,8 @@ pub struct RequestKey {
     pub status: u16,
 }
 
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            buckets: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe_seconds(&self, secs: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_micros.fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn mean_seconds(&self) -> Option<f64> {
-        let n = self.count.load(Ordering::Relaxed);
-        (n > 0).then(|| self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6 / n as f64)
-    }
-
-    /// The upper bound of the bucket holding quantile `q` (`None` with no observations, or
-    /// when it lies beyond the last bound).
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let n = self.count.load(Ordering::Relaxed);
-        if n == 0 {
-            return None;
-        }
-        let rank = (q * n as f64).ceil().max(1.0) as u64;
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += c.load(Ordering::Relaxed);
-            if cumulative >= rank {
-                return Some(*b);
-            }
-        }
-        None
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += c.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
-    }
-}
-
 const ROUTING_BOUNDS: &[f64] =
     &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
-pub const LATENCY_BOUNDS: &[f64] =
-    &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
 
 pub struct Metrics {
     requests: Mutex<HashMap<RequestKey, u64>>,
@@ -95,7 +33,7 @@ pub struct Metrics {
     pub first_byte: Histogram,
     pub client_disconnects: AtomicU64,
     pub retries: AtomicU64,
-    /// Requests admitted without a quota check because the shared counters failed.
+    /// Quota checks and token charges that could not use the shared counters.
     pub quota_backend_errors: Arc<AtomicU64>,
 }
 
@@ -144,7 +82,7 @@ impl Metrics {
         }
     }
 
-    pub fn render(&self, plan: &Plan) -> String {
+    pub fn render(&self, plan: &Plan, live: &LiveState) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP lora_router_requests_total Requests answered, by decision and status.\n");
         out.push_str("# TYPE lora_router_requests_total counter\n");
@@ -208,7 +146,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP lora_router_quota_backend_errors_total Requests admitted unchecked because the shared quota counters failed.\n# TYPE lora_router_quota_backend_errors_total counter\nlora_router_quota_backend_errors_total {}",
+            "# HELP lora_router_quota_backend_errors_total Quota checks and token charges the shared counters failed (each request then followed quotas.on_backend_error).\n# TYPE lora_router_quota_backend_errors_total counter\nlora_router_quota_backend_errors_total {}",
             self.quota_backend_errors.load(Ordering::Relaxed)
         );
         out.push_str(
@@ -227,9 +165,10 @@ impl Metrics {
                 );
             }
         }
+        let replicas = live.replicas.snapshot();
         out.push_str("# HELP lora_router_backend_healthy Whether the router sends traffic to the endpoint.\n");
         out.push_str("# TYPE lora_router_backend_healthy gauge\n");
-        for r in &plan.endpoints {
+        for r in &replicas.list {
             let _ = writeln!(
                 out,
                 "lora_router_backend_healthy{{backend=\"{}\"}} {}",
@@ -239,7 +178,7 @@ impl Metrics {
         }
         out.push_str("# HELP lora_router_backend_inflight Requests the router has in flight to the endpoint.\n");
         out.push_str("# TYPE lora_router_backend_inflight gauge\n");
-        for r in &plan.endpoints {
+        for r in &replicas.list {
             let _ = writeln!(out, "lora_router_backend_inflight{{backend=\"{}\"}} {}", esc(&r.name), r.inflight());
         }
         out

@@ -14,7 +14,8 @@ use super::{AuditLog, Metrics};
 use crate::decision::Decision;
 use crate::plan::Plan;
 use crate::replicas::InflightGuard;
-use crate::tenants::quotas::Permit;
+use crate::state::quotas::Permit;
+use crate::state::LiveState;
 use crate::tenants::Caller;
 use crate::util::time::rfc3339;
 
@@ -22,14 +23,17 @@ pub struct Observer {
     pub metrics: Metrics,
     warnings: SignalWarnings,
     audit: ArcSwapOption<AuditLog>,
+    /// Where finished responses' tokens are charged.
+    live: Arc<LiveState>,
 }
 
 impl Observer {
-    pub fn new(audit_path: Option<&str>) -> std::io::Result<Observer> {
+    pub fn new(audit_path: Option<&str>, live: Arc<LiveState>) -> std::io::Result<Observer> {
         let o = Observer {
             metrics: Metrics::default(),
             warnings: SignalWarnings::default(),
             audit: ArcSwapOption::empty(),
+            live,
         };
         o.set_audit_path(audit_path)?;
         Ok(o)
@@ -77,25 +81,23 @@ impl Observer {
         }
     }
 
-    /// Counts and logs a failure of the shared quota counters (the request was admitted).
+    /// Counts and logs a failure of the shared quota counters (`why` says what the request
+    /// got instead: admitted unchecked, checked in the process, or refused).
     pub fn quota_backend_failed(&self, why: &str) {
         self.metrics.quota_backend_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.warnings.warn(
-            &Arc::from("quotas"),
-            Warning::Failed,
-            &format!("quota counters failed, request admitted unchecked: {why}"),
-        );
+        self.warnings.warn(&Arc::from("quotas"), Warning::Failed, &format!("quota counters failed: {why}"));
     }
 
-    fn spawn_quota_write(&self, write: impl std::future::Future<Output = Result<(), String>> + Send + 'static) {
+    /// Charges a finished response's tokens to its tenant, off the response's path.
+    fn charge_tokens(&self, tenant: Arc<str>, tokens: u64) {
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let metrics_errors = self.metrics.quota_backend_errors.clone();
+        let (live, errors) = (self.live.clone(), self.metrics.quota_backend_errors.clone());
         rt.spawn(async move {
-            if let Err(e) = write.await {
-                metrics_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("lora-router: could not record tokens in the quota counters: {e}");
+            if let Err(e) = live.store.charge(&tenant, tokens).await {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::observe::log::warn(&format!("could not charge {tokens} tokens to tenant '{tenant}': {e}"));
             }
         });
     }
@@ -136,9 +138,9 @@ impl Observer {
                 a.stats().record(r.status, first_byte, latency.as_secs_f64(), r.usage);
             }
         }
-        if let (Some(plan), Some(caller), Some((p, c))) = (&r.plan, &r.caller, r.usage) {
-            if let Some(write) = plan.counters.charge(&caller.tenant, p + c) {
-                self.spawn_quota_write(write);
+        if let (Some(caller), Some((p, c))) = (&r.caller, r.usage) {
+            if caller.tenant.limits.tpm.is_some() && p + c > 0 {
+                self.charge_tokens(caller.tenant.name.clone(), p + c);
             }
         }
         if let Some(audit) = self.audit.load().as_ref() {
@@ -217,7 +219,7 @@ impl RequestRecord {
     /// Whether the response's token usage is needed: for a tenant's token quota or an
     /// experiment arm's statistics.
     pub fn wants_usage(&self) -> bool {
-        self.caller.as_ref().is_some_and(|c| c.tenant.tpm.is_some())
+        self.caller.as_ref().is_some_and(|c| c.tenant.limits.tpm.is_some())
             || self.decision.as_ref().is_some_and(|d| d.experiment.is_some())
     }
 

@@ -2,20 +2,24 @@
 //! shared read-only (`Arc<Plan>`). A reload builds a new plan and swaps it in; requests in
 //! flight keep the plan they started with.
 //!
+//! The plan is configuration only. What changes while the router runs (replicas, counters,
+//! run-time weights, statistics) lives in state/; the plan holds handles to it, taken from the
+//! `LiveState` when it compiles, so a reload finds the same state by name.
+//!
 //! Python has already checked what users can get wrong; `Plan::compile` only rejects a plan
 //! that is inconsistent in itself (a dangling name), with the path of the offending field.
 
 pub mod schema;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
-use crate::replicas::demand::Demand;
-use crate::replicas::Replica;
 use crate::signals::{Externals, Signal};
+use crate::state::LiveState;
 use crate::tenants::experiments::Experiment;
-use crate::tenants::quotas::Counters;
 use crate::tenants::Tenants;
+use crate::util::hash;
 pub use schema::*;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,9 +44,9 @@ impl std::error::Error for PlanError {}
 
 pub struct Plan {
     pub server: ServerSpec,
-    /// Backends, index-aligned with the spec's `endpoints`. Health and load state live in
-    /// the `Replica`s and survive reloads for endpoints whose name and address are unchanged.
-    pub endpoints: Vec<Arc<Replica>>,
+    /// The configured endpoints; their replicas (one, or one per address a DNS name resolves
+    /// to) are in `LiveState::replicas`.
+    pub endpoints: Vec<EndpointSpec>,
     pub bases: Vec<BaseModel>,
     /// Every name a client may send as `model` (base models and adapters).
     pub models: HashMap<String, ModelRef>,
@@ -59,23 +63,22 @@ pub struct Plan {
     /// Every adapter by the name clients use.
     pub adapters: HashMap<Arc<str>, Adapter>,
     pub placement: Placement,
-    /// The round-robin policy's position.
-    pub round_robin: std::sync::atomic::AtomicUsize,
-    /// Recent requests per adapter; shared with the previous plan, so it survives reloads.
-    pub demand: Arc<Demand>,
     pub admin_key: Option<String>,
     /// Tenants and their keys; none: authentication is off.
     pub tenants: Tenants,
     pub experiments: Vec<Arc<Experiment>>,
-    /// Where the tenants' request and token counts live.
-    pub counters: Counters,
+    /// Where shared state lives: read when the router starts (a change needs a restart).
+    pub store: StoreSpec,
+    pub fleet: FleetSpec,
+    /// SHA-256 of the canonical plan (Python computes it): equal on routers that agree.
+    pub hash: String,
 }
 
 #[derive(Debug)]
 pub struct BaseModel {
     pub name: Arc<str>,
-    /// Indexes into `Plan::endpoints`, in preference order.
-    pub endpoints: Vec<usize>,
+    /// Names of the endpoints that serve it.
+    pub endpoints: Vec<Arc<str>>,
     pub reasoning: Option<ReasoningSpec>,
     pub adapters: Vec<Arc<str>>,
 }
@@ -90,10 +93,11 @@ pub struct Adapter {
     pub min_replicas: usize,
     pub max_replicas: Option<usize>,
     pub max_concurrency: Option<usize>,
-    /// Requests in flight to it through this router (shared with the previous plan).
-    pub active: Arc<std::sync::atomic::AtomicUsize>,
-    /// Its base's endpoints in rendezvous order (replicas/select.rs): its homes first.
-    pub home_order: Vec<usize>,
+    /// Requests in flight to it through this router (live state).
+    pub active: Arc<AtomicUsize>,
+    /// The unfinished hash of its name, which each replica's name completes into its
+    /// rendezvous rank (replicas/select.rs).
+    pub rank_seed: u64,
 }
 
 pub type Placement = PlacementSpec;
@@ -137,18 +141,16 @@ impl Target {
 }
 
 impl Plan {
-    /// Compiles a spec. `previous` lends its replicas so health and load state carry over;
-    /// `externals` are the classifiers the spec's external signals name.
-    pub fn compile(spec: PlanSpec, previous: Option<&Plan>, externals: &Externals) -> Result<Plan, PlanError> {
+    /// Compiles a spec against the router's live state; `externals` are the classifiers the
+    /// spec's external signals name.
+    pub fn compile(spec: PlanSpec, live: &LiveState, externals: &Externals) -> Result<Plan, PlanError> {
         if spec.version != PLAN_VERSION {
             return Err(PlanError::new(
                 "version",
                 format!("plan version {} is not supported (expected {PLAN_VERSION})", spec.version),
             ));
         }
-        let endpoints = build_endpoints(&spec.endpoints, previous)?;
-        let endpoint_index: HashMap<&str, usize> =
-            spec.endpoints.iter().enumerate().map(|(i, e)| (e.name.as_str(), i)).collect();
+        check_endpoints(&spec.endpoints)?;
 
         let mut bases = Vec::with_capacity(spec.models.len());
         let mut models = HashMap::new();
@@ -157,10 +159,13 @@ impl Plan {
             let path = format!("models[{bi}]");
             let mut eps = Vec::new();
             for (ei, name) in m.endpoints.iter().enumerate() {
-                let idx = *endpoint_index.get(name.as_str()).ok_or_else(|| {
-                    PlanError::new(format!("{path}.endpoints[{ei}]"), format!("unknown endpoint '{name}'"))
-                })?;
-                eps.push(idx);
+                if !spec.endpoints.iter().any(|e| e.name == *name) {
+                    return Err(PlanError::new(
+                        format!("{path}.endpoints[{ei}]"),
+                        format!("unknown endpoint '{name}'"),
+                    ));
+                }
+                eps.push(Arc::from(name.as_str()));
             }
             if models.insert(m.name.clone(), ModelRef::Base(bi)).is_some() {
                 return Err(PlanError::new(format!("{path}.name"), format!("duplicate model name '{}'", m.name)));
@@ -184,11 +189,8 @@ impl Plan {
                         min_replicas: a.min_replicas.max(1),
                         max_replicas: a.max_replicas,
                         max_concurrency: a.max_concurrency,
-                        home_order: crate::replicas::select::rank_endpoints(&endpoints, &eps, &a.name),
-                        active: previous
-                            .and_then(|p| p.adapters.get(&name))
-                            .map(|x| x.active.clone())
-                            .unwrap_or_default(),
+                        rank_seed: hash::partial(&[a.name.as_bytes()]),
+                        active: live.adapter_inflight(&name),
                     },
                 );
                 names.push(name);
@@ -234,28 +236,20 @@ impl Plan {
             signals.push(Signal::build(s, &category_index, externals, &format!("signals[{si}]"))?);
         }
 
-        let tenants = Tenants::compile(&spec.tenants, &models, previous.map(|p| &p.tenants))?;
+        let tenants = Tenants::compile(&spec.tenants, &models)?;
         let mut experiments = Vec::with_capacity(spec.experiments.len());
         for (ei, e) in spec.experiments.iter().enumerate() {
-            let before = previous.and_then(|p| p.experiments.iter().find(|x| *x.name == *e.name));
             let path = format!("experiments[{ei}]");
             if experiments.iter().any(|x: &Arc<Experiment>| *x.name == *e.name) {
                 return Err(PlanError::new(format!("{path}.name"), format!("duplicate experiment '{}'", e.name)));
             }
-            experiments.push(Arc::new(Experiment::compile(
-                e,
-                &path,
-                &adapters,
-                &category_index,
-                before.map(|b| &**b),
-            )?));
+            let handle = live.experiments.get(&e.name);
+            experiments.push(Arc::new(Experiment::compile(e, &path, &adapters, &category_index, handle)?));
         }
-        let counters = Counters::from_spec(&spec.quotas, previous.map(|p| &p.counters))
-            .map_err(|m| PlanError::new("quotas.redis_url", m))?;
 
         Ok(Plan {
             server: spec.server,
-            endpoints,
+            endpoints: spec.endpoints,
             bases,
             models,
             categories,
@@ -269,22 +263,22 @@ impl Plan {
             audit_path: spec.audit.path,
             adapters,
             placement: spec.placement,
-            round_robin: std::sync::atomic::AtomicUsize::new(0),
-            demand: previous.map(|p| p.demand.clone()).unwrap_or_default(),
             admin_key: spec.admin_key,
             tenants,
             experiments,
-            counters,
+            store: spec.store,
+            fleet: spec.fleet,
+            hash: spec.hash,
         })
     }
 
-    pub fn from_json(json: &str, previous: Option<&Plan>) -> Result<Plan, PlanError> {
-        Plan::from_json_with(json, previous, &Externals::new())
+    pub fn from_json(json: &str, live: &LiveState) -> Result<Plan, PlanError> {
+        Plan::from_json_with(json, live, &Externals::new())
     }
 
-    pub fn from_json_with(json: &str, previous: Option<&Plan>, externals: &Externals) -> Result<Plan, PlanError> {
+    pub fn from_json_with(json: &str, live: &LiveState, externals: &Externals) -> Result<Plan, PlanError> {
         let spec: PlanSpec = serde_json::from_str(json).map_err(|e| PlanError::new("plan", e.to_string()))?;
-        Plan::compile(spec, previous, externals)
+        Plan::compile(spec, live, externals)
     }
 
     /// The name sent upstream as `model` for a target: the adapter's served (versioned) name.
@@ -304,9 +298,8 @@ impl Plan {
     }
 }
 
-fn build_endpoints(specs: &[EndpointSpec], previous: Option<&Plan>) -> Result<Vec<Arc<Replica>>, PlanError> {
+fn check_endpoints(specs: &[EndpointSpec]) -> Result<(), PlanError> {
     let mut seen = HashMap::new();
-    let mut out = Vec::with_capacity(specs.len());
     for (i, e) in specs.iter().enumerate() {
         let path = format!("endpoints[{i}]");
         if seen.insert(e.name.as_str(), i).is_some() {
@@ -315,18 +308,8 @@ fn build_endpoints(specs: &[EndpointSpec], previous: Option<&Plan>) -> Result<Ve
         if !(e.weight.is_finite() && e.weight > 0.0) {
             return Err(PlanError::new(format!("{path}.weight"), "weight must be a positive number"));
         }
-        let reused = previous.and_then(|p| p.endpoints.iter().find(|r| r.same_address(e)).cloned());
-        let replica = match reused {
-            Some(r) => {
-                r.set_weight(e.weight);
-                r.lora.set_max_loras(e.max_loras);
-                r
-            }
-            None => Arc::new(Replica::new(e).map_err(|m| PlanError::new(path, m))?),
-        };
-        out.push(replica);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn resolve_target(
@@ -376,7 +359,8 @@ pub mod testing {
             "server": {"max_body_bytes": 1048576, "connect_timeout_ms": 1000, "request_timeout_ms": 5000,
                        "stream_idle_timeout_ms": 5000, "health_interval_ms": 1000, "health_timeout_ms": 500,
                        "drain_timeout_ms": 1000, "retry_connect_errors": true},
-            "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null, "max_loras": 2}],
+            "endpoints": [{"name": "e1", "host": "127.0.0.1", "port": 9, "weight": 1.0, "api_key": null, "max_loras": 2,
+                           "discovery": {"type": "static"}}],
             "models": [{"name": "base", "endpoints": ["e1"],
                         "reasoning": {"type": "chat_template_kwargs", "parameter": "enable_thinking"},
                         "adapters": [
@@ -404,12 +388,22 @@ pub mod testing {
             "admin_key": null,
             "tenants": [],
             "experiments": [],
-            "quotas": {"redis_url": null, "redis_prefix": "lora-router"}
+            "store": {"redis": null, "prefix": "lora-router"},
+            "fleet": {"nameservers": []},
+            "hash": "test"
         })
     }
 
+    /// A plan and the live state it compiled against, with the plan's replicas as members.
+    pub fn compiled(spec: &serde_json::Value) -> (Arc<LiveState>, Plan) {
+        let live = LiveState::local();
+        let plan = Plan::from_json(&spec.to_string(), &live).expect("test plan compiles");
+        crate::replicas::discovery::apply_plan(&plan, &live).expect("members");
+        (live, plan)
+    }
+
     pub fn plan() -> Plan {
-        Plan::from_json(&spec_json().to_string(), None).expect("test plan compiles")
+        compiled(&spec_json()).1
     }
 }
 
@@ -431,7 +425,7 @@ mod tests {
     fn dangling_adapter_is_a_plan_error_with_path() {
         let mut spec = testing::spec_json();
         spec["categories"][0]["targets"][0]["adapter"] = "missing".into();
-        let err = Plan::from_json(&spec.to_string(), None).err().unwrap();
+        let err = Plan::from_json(&spec.to_string(), &LiveState::local()).err().unwrap();
         assert_eq!(err.path, "categories[0].targets[0].adapter");
     }
 
@@ -439,15 +433,14 @@ mod tests {
     fn unknown_field_is_rejected() {
         let mut spec = testing::spec_json();
         spec["surprise"] = 1.into();
-        assert!(Plan::from_json(&spec.to_string(), None).is_err());
+        assert!(Plan::from_json(&spec.to_string(), &LiveState::local()).is_err());
     }
 
     #[test]
-    fn reload_keeps_replica_state() {
-        let first = testing::plan();
-        first.endpoints[0].mark_unhealthy();
-        let second = Plan::from_json(&testing::spec_json().to_string(), Some(&first)).unwrap();
-        assert!(Arc::ptr_eq(&first.endpoints[0], &second.endpoints[0]));
-        assert!(!second.endpoints[0].is_healthy());
+    fn live_state_outlives_a_reload() {
+        let (live, first) = testing::compiled(&testing::spec_json());
+        first.adapters["tech-lora"].active.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let second = Plan::from_json(&testing::spec_json().to_string(), &live).unwrap();
+        assert!(Arc::ptr_eq(&first.adapters["tech-lora"].active, &second.adapters["tech-lora"].active));
     }
 }

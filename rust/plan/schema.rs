@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+pub use crate::state::store::{RedisSpec, StoreErrorPolicy, StoreSpec};
+
 pub const PLAN_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,8 +29,12 @@ pub struct PlanSpec {
     pub tenants: Vec<TenantSpec>,
     /// A/B splits between adapters (tenants/experiments.rs).
     pub experiments: Vec<ExperimentSpec>,
-    /// Where request and token counters live.
-    pub quotas: QuotaSpec,
+    /// Where the state routers share lives (state/store). Read when the router starts: a
+    /// reload that changes it needs a restart.
+    pub store: StoreSpec,
+    pub fleet: FleetSpec,
+    /// SHA-256 of the canonical plan without this field (Python computes it).
+    pub hash: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,14 +105,12 @@ pub struct ShadowSpec {
     pub share: f64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct QuotaSpec {
-    /// `None`: counters in this process; else a Redis URL (`redis://host:port/db`) shared by
-    /// every router process that names it.
-    pub redis_url: Option<String>,
-    /// Prefix of the Redis keys.
-    pub redis_prefix: String,
+pub struct FleetSpec {
+    /// DNS servers (`ip` or `ip:port`) that resolve endpoints with `discovery: dns`; empty:
+    /// the system's resolver configuration.
+    pub nameservers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +140,17 @@ pub struct EndpointSpec {
     pub api_key: Option<String>,
     /// The replica's GPU LoRA slots (vLLM `--max-loras`).
     pub max_loras: usize,
+    pub discovery: Discovery,
+}
+
+/// How an endpoint's replicas are found.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Discovery {
+    /// `host` is the one replica.
+    Static,
+    /// `host` is a DNS name; each A/AAAA record is a replica, looked up every `refresh_ms`.
+    Dns { refresh_ms: u64 },
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,6 +13,9 @@ use super::body::RouterBody;
 use super::RouterState;
 use crate::errors::envelope;
 use crate::plan::Plan;
+use crate::state::store::Kind;
+use crate::state::LiveState;
+use crate::tenants::experiments::Experiment;
 use crate::util::secret::{bearer, same_bytes};
 use serde_json::{json, Value};
 
@@ -63,7 +66,7 @@ pub async fn handle(
     }
     // Experiments live in the core (their weights and statistics are the data plane's).
     if path == "/admin/experiments" || path.starts_with("/admin/experiments/") {
-        return experiments(&plan, method, path, &body);
+        return experiments(&plan, &state.live, method, path, &body).await;
     }
     let Some(handler) = state.admin.get() else {
         return error(StatusCode::SERVICE_UNAVAILABLE, "The admin API has no handler in this process.");
@@ -74,16 +77,23 @@ pub async fn handle(
     }
 }
 
-/// `GET /admin/experiments` (each experiment, its arms, weights and statistics) and
-/// `PATCH /admin/experiments/{name}` `{"weights": {"<adapter>": w, ...}}` (arms not named keep
-/// their weight; the new weights hold until the next reload sets the config's).
-fn experiments(plan: &Plan, method: &Method, path: &str, body: &[u8]) -> Response<RouterBody> {
-    let list = |p: &Plan| json!({"object": "list", "data": p.experiments.iter().map(|e| e.to_json(&p.categories)).collect::<Vec<_>>()});
+/// `GET /admin/experiments` (each experiment, its arms, weights and statistics, summed over
+/// every router sharing the store) and `PATCH /admin/experiments/{name}` `{"weights":
+/// {"<adapter>": w, ...}}` (arms not named keep their weight; the new weights reach every
+/// router sharing the store, and hold while the config's weights for the experiment stay as
+/// they are).
+async fn experiments(plan: &Plan, live: &LiveState, method: &Method, path: &str, body: &[u8]) -> Response<RouterBody> {
     let name = path.strip_prefix("/admin/experiments").unwrap_or("").trim_matches('/');
     match (method, name) {
-        (&Method::GET, "") => ok(&list(plan)),
+        (&Method::GET, "") => {
+            let mut data = Vec::new();
+            for e in &plan.experiments {
+                data.push(described(plan, live, e).await);
+            }
+            ok(&json!({"object": "list", "data": data}))
+        }
         (&Method::GET, n) => match plan.experiments.iter().find(|e| &*e.name == n) {
-            Some(e) => ok(&e.to_json(&plan.categories)),
+            Some(e) => ok(&described(plan, live, e).await),
             None => error(StatusCode::NOT_FOUND, &format!("No experiment named '{n}'.")),
         },
         (&Method::PATCH | &Method::PUT, n) if !n.is_empty() => {
@@ -104,13 +114,40 @@ fn experiments(plan: &Plan, method: &Method, path: &str, body: &[u8]) -> Respons
                 };
                 weights[i] = w;
             }
-            match e.set_weights(&weights) {
-                Ok(()) => ok(&e.to_json(&plan.categories)),
-                Err(m) => error(StatusCode::BAD_REQUEST, &m),
+            let over = match e.weight_override(&weights) {
+                Ok(o) => o,
+                Err(m) => return error(StatusCode::BAD_REQUEST, &m),
+            };
+            let value = serde_json::to_string(&over).unwrap_or_default();
+            if let Err(why) = live.store.put(Kind::Experiments, n, &value).await {
+                return unavailable(&why.0);
             }
+            e.live.weights.store(Some(std::sync::Arc::new(over)));
+            ok(&described(plan, live, e).await)
         }
         (m, _) => error(StatusCode::METHOD_NOT_ALLOWED, &format!("Method {m} is not allowed on {path}.")),
     }
+}
+
+/// An experiment with the statistics of every router sharing the store (this router's
+/// newest counts sent first), or this router's own while the store cannot be reached.
+async fn described(plan: &Plan, live: &LiveState, e: &Experiment) -> Value {
+    let _ = live.flush_stats().await;
+    let (totals, scope) = match live.store.counts(&e.name).await {
+        Ok(totals) => (totals, format!("every router sharing the {} store", live.store.backend())),
+        Err(why) => (e.local_counts(), format!("this router only: the store is unavailable ({why})")),
+    };
+    let mut v = e.to_json(&plan.categories, &totals);
+    v["statistics_from"] = json!(scope);
+    v
+}
+
+/// The shared state cannot be reached: the change was not made.
+fn unavailable(why: &str) -> Response<RouterBody> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("The shared state store is unavailable ({why}); nothing was changed. Retry once it is back."),
+    )
 }
 
 fn ok(v: &Value) -> Response<RouterBody> {

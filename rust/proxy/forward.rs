@@ -20,8 +20,9 @@ use crate::errors::{ErrorKind, RouterError};
 use crate::observe::{Completion, Outcome, RequestRecord};
 use crate::plan::{Plan, Target};
 use crate::replicas::ondemand::ensure_loaded;
+use crate::replicas::select::{self, View};
 use crate::replicas::vllm::{AdapterError, Loaded};
-use crate::replicas::{select, InflightGuard, Replica};
+use crate::replicas::{InflightGuard, Replica};
 
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -114,16 +115,19 @@ pub(super) async fn send(
     let timeout = Duration::from_millis(plan.server.request_timeout_ms);
     let mut tried: Vec<usize> = Vec::new();
     let mut last_connect_error: Option<RouterError> = None;
+    // One snapshot of the replicas for the whole request: indexes stay valid across retries.
+    let set = state.live.replicas.snapshot();
+    let view = View { plan, set: &set, live: &state.live };
     loop {
-        let Some(pick) = select::pick(plan, target, &tried) else {
+        let Some(pick) = select::pick(&view, target, &tried) else {
             return Err(last_connect_error.unwrap_or_else(|| no_replica(plan, target)));
         };
         let idx = pick.replica;
-        let replica = plan.endpoints[idx].clone();
+        let replica = set.list[idx].clone();
         attempts.count += 1;
         attempts.backend = Some(replica.name.clone());
         if let (true, Some(a)) = (pick.load, &adapter) {
-            match ensure_loaded(&state.client, &state.loads, &replica, a, load_timeout).await {
+            match ensure_loaded(&state.client, &state.live, &replica, a, load_timeout).await {
                 Ok(Loaded::Now) => attempts.loaded_adapter = true,
                 Ok(Loaded::Already) => {}
                 // It serves static adapters only: place the request elsewhere.
@@ -219,8 +223,8 @@ pub(super) fn upstream_request(
         headers.insert(HOST, host);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(key) = &replica.api_key {
-        headers.insert(AUTHORIZATION, key.clone());
+    if let Some(key) = replica.api_key() {
+        headers.insert(AUTHORIZATION, key);
     }
     // vLLM turns this into its own request id (`chatcmpl-<id>`), which ties its logs to ours.
     if !headers.contains_key(&X_REQUEST_ID) {
@@ -295,8 +299,20 @@ mod tests {
     fn sent_authorization(plan: &Plan) -> Option<String> {
         let mut client = HeaderMap::new();
         client.insert(AUTHORIZATION, HeaderValue::from_static("Bearer client-key"));
-        let req =
-            upstream_request(&plan.endpoints[0], "/v1/chat/completions", &client, Bytes::new(), "id", plan).unwrap();
+        let replica = Replica::new(
+            &crate::replicas::ReplicaSpec {
+                name: "e1".into(),
+                group: "e1".into(),
+                host: "127.0.0.1".into(),
+                port: 9,
+                weight: 1.0,
+                api_key: None,
+                max_loras: 1,
+            },
+            true,
+        )
+        .unwrap();
+        let req = upstream_request(&replica, "/v1/chat/completions", &client, Bytes::new(), "id", plan).unwrap();
         req.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap().to_string())
     }
 
@@ -308,7 +324,7 @@ mod tests {
         spec["tenants"] = serde_json::json!([{"name": "acme", "keys": [{"id": "acme/1", "salt_hex": "00",
             "digest_hex": "00".repeat(32)}], "adapters": ["tech-lora"], "base_models": [], "default_adapter": null,
             "aliases": [], "intent_routing": true, "rpm": null, "tpm": null}]);
-        let plan = Plan::from_json(&spec.to_string(), None).unwrap();
+        let plan = Plan::from_json(&spec.to_string(), &crate::state::LiveState::local()).unwrap();
         assert_eq!(sent_authorization(&plan), None);
     }
 }

@@ -23,7 +23,7 @@ use crate::errors::{ErrorKind, RouterError};
 use crate::observe::RequestRecord;
 use crate::request::{ApiKind, RequestView};
 use crate::signals::Signal;
-use crate::tenants::quotas;
+use crate::state::quotas;
 
 const KNOWN_PATHS: &[&str] =
     &["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/metrics"];
@@ -43,7 +43,7 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
                     return Ok(e);
                 }
             }
-            let mut r = Response::new(RouterBody::full(state.observer.metrics.render(&plan)));
+            let mut r = Response::new(RouterBody::full(state.observer.metrics.render(&plan, &state.live)));
             r.headers_mut()
                 .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
             r
@@ -72,17 +72,12 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
         Ok(c) => c,
         Err(e) => return fail(state, record, e),
     };
-    if let Some(c) = &caller {
-        match plan.counters.admit(&c.tenant).await {
-            Ok(None) => {}
-            Ok(Some(why)) => state.observer.quota_backend_failed(&why),
-            Err(e) => {
-                record.caller = caller;
-                return fail(state, record, e);
-            }
+    record.caller = caller.clone();
+    if let Some(c) = caller.as_ref().filter(|c| c.tenant.limits.any()) {
+        if let Err(e) = admit(state, c).await {
+            return fail(state, record, e);
         }
     }
-    record.caller = caller.clone();
     let (parts, body) = req.into_parts();
     let bytes = match read_body(&parts.headers, body, plan.server.max_body_bytes).await {
         Ok(b) => b,
@@ -118,6 +113,26 @@ async fn inference(state: &Arc<RouterState>, req: Request<Incoming>, kind: ApiKi
         Err(e) => return fail(state, record, e),
     }
     forward(state, plan, kind.path(), &parts.headers, upstream_body, record).await
+}
+
+/// Counts a request against its tenant's limits: 429 over them; 503 when the shared counters
+/// cannot be reached and the policy says to refuse (`quotas.on_backend_error: deny`).
+async fn admit(state: &RouterState, c: &crate::tenants::Caller) -> Result<(), RouterError> {
+    match state.live.store.admit(&c.tenant.name, c.tenant.limits).await {
+        Ok(admission) => {
+            if let Some(why) = &admission.degraded {
+                state.observer.quota_backend_failed(why);
+            }
+            admission.verdict.error(&c.tenant.name).map_or(Ok(()), Err)
+        }
+        Err(why) => {
+            state.observer.quota_backend_failed(&why.0);
+            Err(RouterError::new(
+                ErrorKind::QuotaUnavailable,
+                format!("The quota service is unavailable ({why}); this router refuses requests it cannot count."),
+            ))
+        }
+    }
 }
 
 /// `/v1/models`: with tenants, only what the caller may use (and its own aliases).
@@ -159,8 +174,11 @@ async fn classify(state: &Arc<RouterState>, req: Request<Incoming>) -> Response<
 /// The router is up (200); each endpoint's health and each external classifier's state.
 async fn health(state: &RouterState) -> Response<RouterBody> {
     let plan = state.plan.load_full();
-    let endpoints: serde_json::Map<String, serde_json::Value> = plan
-        .endpoints
+    let endpoints: serde_json::Map<String, serde_json::Value> = state
+        .live
+        .replicas
+        .snapshot()
+        .list
         .iter()
         .map(|r| (r.name.to_string(), json!(if r.is_healthy() { "healthy" } else { "unhealthy" })))
         .collect();

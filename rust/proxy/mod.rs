@@ -23,8 +23,9 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::observe::Observer;
 use crate::plan::{Plan, PlanError};
-use crate::replicas::ondemand::LoadLocks;
+use crate::replicas::discovery;
 use crate::signals::Externals;
+use crate::state::LiveState;
 use crate::util::rng;
 use admin::AdminHandler;
 
@@ -32,38 +33,41 @@ pub type UpstreamClient = Client<HttpConnector, Full<Bytes>>;
 
 pub struct RouterState {
     pub plan: ArcSwap<Plan>,
+    /// What changes while the router runs: replicas, counters, run-time records.
+    pub live: Arc<LiveState>,
     pub client: UpstreamClient,
     pub observer: Arc<Observer>,
-    /// On-demand adapter loads in flight (one per adapter and replica).
-    pub loads: LoadLocks,
     /// The admin API's handler, registered by the Python layer.
     pub admin: OnceLock<Arc<dyn AdminHandler>>,
     ids: RequestIds,
 }
 
 impl RouterState {
-    pub fn new(plan: Plan) -> Result<Arc<RouterState>, PlanError> {
-        let observer = Observer::new(plan.audit_path.as_deref())
+    /// The state of a router serving `plan`, compiled against `live`; the plan's configured
+    /// endpoints become its replicas.
+    pub fn new(plan: Plan, live: Arc<LiveState>) -> Result<Arc<RouterState>, PlanError> {
+        let observer = Observer::new(plan.audit_path.as_deref(), live.clone())
             .map_err(|e| PlanError::new("audit.path", format!("cannot open the audit log: {e}")))?;
+        discovery::apply_plan(&plan, &live)?;
         let client = build_client(Duration::from_millis(plan.server.connect_timeout_ms));
         Ok(Arc::new(RouterState {
             plan: ArcSwap::from_pointee(plan),
+            live,
             client,
             observer: Arc::new(observer),
-            loads: LoadLocks::default(),
             admin: OnceLock::new(),
             ids: RequestIds::new(),
         }))
     }
 
-    /// Compiles a new plan against the current one (replica state carries over) and swaps it
-    /// in. Requests in flight finish on the plan they started with.
+    /// Compiles a new plan against the live state and swaps it in (replicas of unchanged
+    /// endpoints carry over). Requests in flight finish on the plan they started with.
     pub fn reload(&self, plan_json: &str, externals: &Externals) -> Result<(), PlanError> {
-        let current = self.plan.load_full();
-        let next = Plan::from_json_with(plan_json, Some(&current), externals)?;
+        let next = Plan::from_json_with(plan_json, &self.live, externals)?;
         self.observer
             .set_audit_path(next.audit_path.as_deref())
             .map_err(|e| PlanError::new("audit.path", format!("cannot open the audit log: {e}")))?;
+        discovery::apply_plan(&next, &self.live)?;
         self.plan.store(Arc::new(next));
         Ok(())
     }

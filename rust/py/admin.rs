@@ -15,7 +15,8 @@ use super::bridge::{describe, PyCallable};
 use crate::plan::ModelRef;
 use crate::proxy::admin::{AdminFuture, AdminHandler};
 use crate::proxy::RouterState;
-use crate::replicas::{ondemand, select, vllm, Replica};
+use crate::replicas::select::{self, View};
+use crate::replicas::{ondemand, vllm, Replica};
 use crate::server;
 
 create_exception!(
@@ -44,13 +45,14 @@ impl AdminHandler for PyAdmin {
     }
 }
 
-fn replica(state: &RouterState, endpoint: &str) -> PyResult<Arc<Replica>> {
-    let plan = state.plan.load();
-    plan.endpoints
-        .iter()
-        .find(|r| &*r.name == endpoint)
+fn replica(state: &RouterState, name: &str) -> PyResult<Arc<Replica>> {
+    state
+        .live
+        .replicas
+        .snapshot()
+        .find(name)
         .cloned()
-        .ok_or_else(|| PyValueError::new_err(format!("unknown endpoint '{endpoint}'")))
+        .ok_or_else(|| PyValueError::new_err(format!("unknown replica '{name}'")))
 }
 
 fn adapter_error(e: vllm::AdapterError) -> PyErr {
@@ -77,7 +79,7 @@ pub fn load(
     let served: Arc<str> = Arc::from(served);
     let out = py.detach(|| {
         server::runtime(0)
-            .block_on(async { ondemand::load_once(&state.client, &state.loads, &r, &served, path, timeout).await })
+            .block_on(async { ondemand::load_once(&state.client, &state.live, &r, &served, path, timeout).await })
     });
     out.map(|l| l == vllm::Loaded::Now).map_err(adapter_error)
 }
@@ -90,11 +92,13 @@ pub fn unload(py: Python<'_>, state: &Arc<RouterState>, endpoint: &str, served: 
         .map_err(adapter_error)
 }
 
-/// The endpoints of `base` in `adapter`'s home order.
+/// The replicas of `base` in `adapter`'s home order.
 pub fn home_order(state: &RouterState, adapter: &str, base: &str) -> PyResult<Vec<String>> {
     let plan = state.plan.load();
     let Some(ModelRef::Base(b)) = plan.models.get(base) else {
         return Err(PyValueError::new_err(format!("'{base}' is not a base model")));
     };
-    Ok(select::home_order(&plan, adapter, *b).into_iter().map(|i| plan.endpoints[i].name.to_string()).collect())
+    let set = state.live.replicas.snapshot();
+    let members = View { plan: &plan, set: &set, live: &state.live }.members(*b);
+    Ok(select::home_order(&set, &members, adapter).into_iter().map(|i| set.list[i].name.to_string()).collect())
 }

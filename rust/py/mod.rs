@@ -8,6 +8,7 @@ mod classifier;
 mod models;
 mod router;
 mod simulator;
+mod store;
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
@@ -45,6 +46,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(models::init_onnxruntime, m)?)?;
     m.add("PlanError", m.py().get_type::<PlanErrorPy>())?;
     m.add("AdapterError", m.py().get_type::<admin::AdapterErrorPy>())?;
+    m.add("StoreUnavailable", m.py().get_type::<store::StoreUnavailablePy>())?;
     m.add_function(wrap_pyfunction!(error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(error_body, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -13,15 +13,17 @@ use pyo3_async_runtimes::TaskLocals;
 use super::admin::{self, PyAdmin};
 use super::classifier::PyClassifier;
 use super::plan_error;
+use super::store::{self, PyRecords};
 use crate::decision::{decide, RequestContext};
 use crate::errors::RouterError;
-use crate::plan::Plan;
+use crate::plan::{Plan, PlanError, PlanSpec};
 use crate::proxy::admin::AdminHandler;
 use crate::proxy::{handler, RouterState};
-use crate::replicas::{self, health};
+use crate::replicas::{discovery, health};
 use crate::request::RequestView;
 use crate::server::{self, ServerHandle};
 use crate::signals::{ExternalClassifier, Externals};
+use crate::state::{self, LiveState};
 
 /// `{name: (entry, is_async, status)}`: the classifiers the Python layer registers.
 type PyClassifiers = HashMap<String, (Py<PyAny>, bool, Option<Py<PyAny>>)>;
@@ -43,7 +45,8 @@ fn externals(classifiers: Option<PyClassifiers>, locals: Option<Arc<TaskLocals>>
 
 struct Running {
     server: ServerHandle,
-    health_stop: tokio::sync::watch::Sender<bool>,
+    /// Stops the background loops (health, discovery, the store's sync).
+    loops_stop: tokio::sync::watch::Sender<bool>,
 }
 
 #[pyclass(name = "Router", module = "lora_router._native", frozen)]
@@ -56,7 +59,7 @@ pub struct PyRouter {
 #[pymethods]
 impl PyRouter {
     #[new]
-    #[pyo3(signature = (plan_json, threads = 0, classifiers = None, event_loop = None, admin = None))]
+    #[pyo3(signature = (plan_json, threads = 0, classifiers = None, event_loop = None, admin = None, records = None))]
     fn new(
         py: Python<'_>,
         plan_json: &str,
@@ -64,19 +67,26 @@ impl PyRouter {
         classifiers: Option<PyClassifiers>,
         event_loop: Option<Py<PyAny>>,
         admin: Option<Py<PyAny>>,
+        records: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let locals = match &event_loop {
             Some(l) => Some(Arc::new(TaskLocals::new(l.clone_ref(py).into_bound(py)).copy_context(py)?)),
             None => None,
         };
         let externals = externals(classifiers, locals.clone())?;
+        let spec: PlanSpec =
+            serde_json::from_str(plan_json).map_err(|e| plan_error(PlanError::new("plan", e.to_string())))?;
+        let live = LiveState::from_spec(&spec.store).map_err(|m| plan_error(PlanError::new("store.redis", m)))?;
         // Building a plan can embed category examples: let other Python threads run meanwhile.
-        let plan = py.detach(|| Plan::from_json_with(plan_json, None, &externals)).map_err(plan_error)?;
-        let state = RouterState::new(plan).map_err(plan_error)?;
+        let plan = py.detach(|| Plan::compile(spec, &live, &externals)).map_err(plan_error)?;
+        let state = RouterState::new(plan, live).map_err(plan_error)?;
+        let needs_loop = || PyRuntimeError::new_err("the admin and records handlers need an event loop");
         if let Some(entry) = admin {
-            let locals = locals.ok_or_else(|| PyRuntimeError::new_err("the admin handler needs an event loop"))?;
-            let handler: Arc<dyn AdminHandler> = Arc::new(PyAdmin::new(entry, locals));
+            let handler: Arc<dyn AdminHandler> = Arc::new(PyAdmin::new(entry, locals.clone().ok_or_else(needs_loop)?));
             let _ = state.admin.set(handler);
+        }
+        if let Some(entry) = records {
+            state.live.set_sink(Arc::new(PyRecords::new(entry, locals.ok_or_else(needs_loop)?)));
         }
         Ok(PyRouter { state, threads, running: Mutex::new(None) })
     }
@@ -99,9 +109,33 @@ impl PyRouter {
         py.detach(|| state.reload(plan_json, &externals)).map_err(plan_error)
     }
 
-    /// Every endpoint as the router sees it (health, load, adapters served, modelled slots), as JSON.
+    /// Every replica as the router sees it (health, load, adapters served, modelled slots), as JSON.
     fn replicas(&self) -> String {
-        replicas::snapshot(&self.state.plan.load().endpoints).to_string()
+        let set = self.state.live.replicas.snapshot();
+        serde_json::Value::Array(set.list.iter().map(|r| r.to_json()).collect()).to_string()
+    }
+
+    /// Every run-time record of a kind (`adapters`, `tenants`, `experiments`) in the shared
+    /// store, as `(name, value)`. Raises `StoreUnavailable`.
+    fn store_all(&self, py: Python<'_>, kind: &str) -> PyResult<Vec<(String, String)>> {
+        let kind = store::kind(kind)?;
+        store::blocking(py, &self.state.live, async move |live| live.store.all(kind).await)
+    }
+
+    /// Replaces a record only if it still holds `expected` (`None`: that there is none);
+    /// `value` `None` deletes it. False: it changed meanwhile and nothing was written.
+    /// Raises `StoreUnavailable`.
+    #[pyo3(signature = (kind, name, expected, value))]
+    fn store_swap(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        name: &str,
+        expected: Option<&str>,
+        value: Option<&str>,
+    ) -> PyResult<bool> {
+        let kind = store::kind(kind)?;
+        store::blocking(py, &self.state.live, async move |live| live.store.swap(kind, name, expected, value).await)
     }
 
     /// Loads an adapter on an endpoint through vLLM's API; true if loaded now, false if it
@@ -164,10 +198,12 @@ impl PyRouter {
                 server::spawn(rt, addr, move |req| handler::handle(s.clone(), req), drain)
             })
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
-        let (health_stop, stop_rx) = tokio::sync::watch::channel(false);
-        rt.spawn(health::run(state, stop_rx));
+        let (loops_stop, stop_rx) = tokio::sync::watch::channel(false);
+        rt.spawn(health::run(state.clone(), stop_rx.clone()));
+        rt.spawn(discovery::run(state.clone(), stop_rx.clone()));
+        rt.spawn(state::run(state.live.clone(), stop_rx));
         let local = handle.local_addr;
-        *running = Some(Running { server: handle, health_stop });
+        *running = Some(Running { server: handle, loops_stop });
         Ok((local.ip().to_string(), local.port()))
     }
 
@@ -176,7 +212,7 @@ impl PyRouter {
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.running.lock().map_err(|_| PyRuntimeError::new_err("router state poisoned"))?.take();
         if let Some(r) = taken {
-            let _ = r.health_stop.send(true);
+            let _ = r.loops_stop.send(true);
             py.detach(move || r.server.stop());
         }
         self.state.observer.close();
@@ -185,7 +221,7 @@ impl PyRouter {
 
     /// The Prometheus text `/metrics` serves.
     fn metrics(&self) -> String {
-        self.state.observer.metrics.render(&self.state.plan.load())
+        self.state.observer.metrics.render(&self.state.plan.load(), &self.state.live)
     }
 
     /// The bound address while serving.

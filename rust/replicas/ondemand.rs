@@ -1,34 +1,20 @@
 //! Loading an adapter on the replica a request was placed on, when that replica does not
-//! serve it yet. One load per adapter and replica is in flight at a time: requests that need
-//! the same load wait for it (under the caller's timeout) and then find the adapter served.
+//! serve it yet. One load per adapter and replica is in flight at a time, fleet-wide
+//! (state/loads.rs): requests that need the same load wait for it (under the caller's
+//! timeout) and then find the adapter served.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{vllm, Replica};
 use crate::plan::Adapter;
 use crate::proxy::UpstreamClient;
-
-/// (replica, served adapter name) -> the lock its one load holds.
-type Locks = HashMap<(Arc<str>, Arc<str>), Arc<tokio::sync::Mutex<()>>>;
-
-#[derive(Default)]
-pub struct LoadLocks {
-    locks: Mutex<Locks>,
-}
-
-impl LoadLocks {
-    fn lock_for(&self, replica: &Replica, served: &Arc<str>) -> Arc<tokio::sync::Mutex<()>> {
-        let mut m = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        m.entry((replica.name.clone(), served.clone())).or_default().clone()
-    }
-}
+use crate::state::LiveState;
 
 /// Makes `replica` serve `adapter`'s current version, loading it from its path if needed.
 pub async fn ensure_loaded(
     client: &UpstreamClient,
-    locks: &LoadLocks,
+    live: &LiveState,
     replica: &Replica,
     adapter: &Adapter,
     timeout: Duration,
@@ -45,14 +31,14 @@ pub async fn ensure_loaded(
             ),
         });
     };
-    load_once(client, locks, replica, &adapter.served, path, timeout).await
+    load_once(client, live, replica, &adapter.served, path, timeout).await
 }
 
 /// Loads `served` from `path` on `replica` unless it serves it already; the data plane's
 /// on-demand loads and the registry's placements share the one-load-at-a-time lock.
 pub async fn load_once(
     client: &UpstreamClient,
-    locks: &LoadLocks,
+    live: &LiveState,
     replica: &Replica,
     served: &Arc<str>,
     path: &str,
@@ -61,11 +47,19 @@ pub async fn load_once(
     if replica.lora.registered_path(served).as_deref() == Some(path) {
         return Ok(vllm::Loaded::Already);
     }
-    let lock = locks.lock_for(replica, served);
-    let _held = lock.lock().await;
+    let deadline = Instant::now() + timeout;
+    let Some(held) = live.loads.hold(&live.store, &live.prefix, &replica.authority, served, deadline).await else {
+        return Err(vllm::AdapterError::Unreachable(format!(
+            "another load of it did not finish within {:.1} s",
+            timeout.as_secs_f64()
+        )));
+    };
     // Whoever held the lock before may have loaded it.
-    if replica.lora.registered_path(served).as_deref() == Some(path) {
-        return Ok(vllm::Loaded::Already);
-    }
-    vllm::load(client, replica, served, path, timeout).await
+    let result = if replica.lora.registered_path(served).as_deref() == Some(path) {
+        Ok(vllm::Loaded::Already)
+    } else {
+        vllm::load(client, replica, served, path, deadline.saturating_duration_since(Instant::now())).await
+    };
+    held.release().await;
+    result
 }

@@ -1,16 +1,16 @@
 //! Picking a replica for a request's target, by the plan's placement policy.
 //!
-//! Candidates are the healthy endpoints that serve the base model, minus those already tried
+//! Candidates are the healthy replicas of the endpoints that serve the base model, minus those already tried
 //! for this request; for an adapter, only those that serve it or can load it (it has a path
 //! and the replica accepts run-time loads). The policies differ only in how they choose among
-//! candidates; all of them see the same per-replica state (replicas/lora.rs).
+//! candidates; all of them see the same per-replica state (state/residency.rs).
 //!
 //! `lora-aware`, ours: a request goes where its adapter is resident and the replica is not
 //! saturated (homes first, then the lower load of two sampled), so it needs no load. Only
 //! when there is no such place does the adapter get a new copy, while it has fewer than
 //! `max_replicas`: in a free slot (its homes first: the first `min_replicas` of its
 //! rendezvous-hash ranking, then that ranking), else where the eviction costs least: the
-//! adapter vLLM's LRU would evict there is the one asked for least lately (replicas/demand.rs).
+//! adapter vLLM's LRU would evict there is the one asked for least lately (state/demand.rs).
 //! Saturated: every slot busy (vLLM would defer the request), or a load `spill_threshold`
 //! requests above the least loaded candidate's.
 //!
@@ -22,48 +22,70 @@
 
 use std::sync::atomic::Ordering;
 
-use super::lora::{RuntimeUpdates, SlotTier};
 use super::Replica;
 use crate::plan::{Adapter, Placement, Plan, Policy, Target};
+use crate::state::membership::ReplicaSet;
+use crate::state::residency::{RuntimeUpdates, SlotTier};
+use crate::state::LiveState;
 use crate::util::{hash, rng};
 
-/// Where a request goes, and whether its adapter must be loaded there first.
+/// Where a request goes (an index into the replica set), and whether its adapter must be
+/// loaded there first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
     pub replica: usize,
     pub load: bool,
 }
 
-pub fn pick(plan: &Plan, target: &Target, exclude: &[usize]) -> Option<Pick> {
+/// What a policy sees: the plan, the replicas as of this request, and the live state.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub plan: &'a Plan,
+    pub set: &'a ReplicaSet,
+    pub live: &'a LiveState,
+}
+
+impl View<'_> {
+    fn r(&self, i: usize) -> &Replica {
+        &self.set.list[i]
+    }
+
+    /// Every replica of the endpoints that serve a base model.
+    pub fn members(&self, base: usize) -> Vec<usize> {
+        self.plan.bases[base].endpoints.iter().flat_map(|g| self.set.group(g).iter().copied()).collect()
+    }
+}
+
+pub fn pick(v: &View<'_>, target: &Target, exclude: &[usize]) -> Option<Pick> {
+    let plan = v.plan;
     let adapter = target.adapter.as_deref().and_then(|a| plan.adapters.get(a));
-    let candidates: Vec<usize> = plan.bases[target.base]
-        .endpoints
-        .iter()
-        .copied()
-        .filter(|&i| plan.endpoints[i].is_healthy() && !exclude.contains(&i))
-        .filter(|&i| adapter.is_none_or(|a| serves(&plan.endpoints[i], a) || loadable(&plan.endpoints[i], a)))
+    let candidates: Vec<usize> = v
+        .members(target.base)
+        .into_iter()
+        .filter(|&i| v.r(i).is_healthy() && !exclude.contains(&i))
+        .filter(|&i| adapter.is_none_or(|a| serves(v.r(i), a) || loadable(v.r(i), a)))
         .collect();
     if candidates.is_empty() {
         return None;
     }
     let Some(a) = adapter else {
-        return Some(Pick { replica: by_load(plan, &candidates)?, load: false });
+        return Some(Pick { replica: by_load(v, &candidates)?, load: false });
     };
     let chosen = match plan.placement.policy {
-        Policy::LoraAware => lora_aware(plan, a, &candidates),
+        Policy::LoraAware => lora_aware(v, a, &candidates),
         Policy::RoundRobin => {
-            let n = plan.round_robin.fetch_add(1, Ordering::Relaxed);
+            let n = v.live.round_robin.fetch_add(1, Ordering::Relaxed);
             Some(candidates[n % candidates.len()])
         }
         Policy::LeastLoaded => {
-            let min = candidates.iter().map(|&i| load(&plan.endpoints[i])).min()?;
-            let least: Vec<usize> = candidates.iter().copied().filter(|&i| load(&plan.endpoints[i]) == min).collect();
+            let min = candidates.iter().map(|&i| load(v.r(i))).min()?;
+            let least: Vec<usize> = candidates.iter().copied().filter(|&i| load(v.r(i)) == min).collect();
             Some(least[rng::below(least.len())])
         }
-        Policy::RayMultiplex => ray_multiplex(plan, a, &candidates),
-        Policy::LlmdAffinity => llmd_affinity(plan, a, &candidates),
+        Policy::RayMultiplex => ray_multiplex(v, a, &candidates),
+        Policy::LlmdAffinity => llmd_affinity(v, a, &candidates),
     }?;
-    Some(Pick { replica: chosen, load: !serves(&plan.endpoints[chosen], a) })
+    Some(Pick { replica: chosen, load: !serves(v.r(chosen), a) })
 }
 
 fn serves(r: &Replica, a: &Adapter) -> bool {
@@ -80,21 +102,21 @@ fn load(r: &Replica) -> u64 {
 }
 
 /// Two sampled by weight, the lower load per weight wins (idle replicas: weighted random).
-fn by_load(plan: &Plan, candidates: &[usize]) -> Option<usize> {
-    let first = weighted(plan, candidates)?;
-    let second = weighted(plan, candidates)?;
-    let score = |i: usize| load(&plan.endpoints[i]) as f64 / plan.endpoints[i].weight().max(1e-9);
+fn by_load(v: &View<'_>, candidates: &[usize]) -> Option<usize> {
+    let first = weighted(v, candidates)?;
+    let second = weighted(v, candidates)?;
+    let score = |i: usize| load(v.r(i)) as f64 / v.r(i).weight().max(1e-9);
     Some(if score(second) < score(first) { second } else { first })
 }
 
-fn weighted(plan: &Plan, candidates: &[usize]) -> Option<usize> {
-    let total: f64 = candidates.iter().map(|&i| plan.endpoints[i].weight().max(0.0)).sum();
+fn weighted(v: &View<'_>, candidates: &[usize]) -> Option<usize> {
+    let total: f64 = candidates.iter().map(|&i| v.r(i).weight().max(0.0)).sum();
     if total <= 0.0 {
         return candidates.first().copied();
     }
     let mut r = rng::next_f64() * total;
     for &i in candidates {
-        r -= plan.endpoints[i].weight().max(0.0);
+        r -= v.r(i).weight().max(0.0);
         if r < 0.0 {
             return Some(i);
         }
@@ -102,45 +124,43 @@ fn weighted(plan: &Plan, candidates: &[usize]) -> Option<usize> {
     candidates.last().copied()
 }
 
-/// Rendezvous rank of a replica for an adapter: higher is more at home.
-pub fn home_rank(adapter: &str, replica: &Replica) -> u64 {
-    hash::stable_hash(&[adapter.as_bytes(), replica.name.as_bytes()])
+/// Rendezvous rank of a replica for an adapter (`adapter_seed`: the unfinished hash of its
+/// name): higher is more at home. It depends only on the two names, so every router agrees.
+pub fn home_rank(adapter_seed: u64, replica: &Replica) -> u64 {
+    hash::mix64(hash::extend(adapter_seed, replica.name.as_bytes()))
 }
 
-/// The base's endpoints in an adapter's home order (healthy or not, so homes stay put). The
-/// Python registry places adapters by the same order.
-pub fn home_order(plan: &Plan, adapter: &str, base: usize) -> Vec<usize> {
-    rank_endpoints(&plan.endpoints, &plan.bases[base].endpoints, adapter)
+/// `members` (indexes into the set) in an adapter's home order, healthy or not, so homes stay
+/// put. The Python registry places adapters by the same order.
+pub fn home_order(set: &ReplicaSet, members: &[usize], adapter: &str) -> Vec<usize> {
+    rank(set, members, hash::partial(&[adapter.as_bytes()]))
 }
 
-/// `endpoints` (indexes into `all`) in rendezvous order for `adapter`. The plan computes it
-/// once per adapter when it is compiled (`Adapter::home_order`).
-pub fn rank_endpoints(all: &[std::sync::Arc<Replica>], endpoints: &[usize], adapter: &str) -> Vec<usize> {
-    let mut order = endpoints.to_vec();
-    order.sort_by_key(|&i| std::cmp::Reverse(home_rank(adapter, &all[i])));
+fn rank(set: &ReplicaSet, members: &[usize], seed: u64) -> Vec<usize> {
+    let mut order = members.to_vec();
+    order.sort_by_key(|&i| std::cmp::Reverse(home_rank(seed, &set.list[i])));
     order
 }
 
-fn lora_aware(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
-    let p: &Placement = &plan.placement;
-    plan.demand.touch(&a.served);
-    let order: Vec<usize> = a.home_order.iter().copied().filter(|i| candidates.contains(i)).collect();
+fn lora_aware(v: &View<'_>, a: &Adapter, candidates: &[usize]) -> Option<usize> {
+    let p: &Placement = &v.plan.placement;
+    v.live.demand.touch(&a.served);
+    let order = rank(v.set, candidates, a.rank_seed);
     let position = |i: usize| order.iter().position(|&x| x == i).unwrap_or(usize::MAX);
     let is_home = |i: usize| position(i) < a.min_replicas.max(1);
-    let min_load = candidates.iter().map(|&i| load(&plan.endpoints[i])).min()?;
+    let min_load = candidates.iter().map(|&i| load(v.r(i))).min()?;
     let saturated = |i: usize| {
-        let r = &plan.endpoints[i];
+        let r = v.r(i);
         r.lora.tier(&a.served) == SlotTier::MustWait || load(r) >= min_load + p.spill_threshold
     };
-    let resident: Vec<usize> =
-        order.iter().copied().filter(|&i| plan.endpoints[i].lora.is_resident(&a.served)).collect();
+    let resident: Vec<usize> = order.iter().copied().filter(|&i| v.r(i).lora.is_resident(&a.served)).collect();
 
     // 1. Where it is resident and not saturated: no load. Homes first; then the lower load
     //    of two sampled.
     let open: Vec<usize> = resident.iter().copied().filter(|&i| !saturated(i)).collect();
     if !open.is_empty() {
         let at_home: Vec<usize> = open.iter().copied().filter(|&i| is_home(i)).collect();
-        return by_load(plan, if at_home.is_empty() { &open } else { &at_home });
+        return by_load(v, if at_home.is_empty() { &open } else { &at_home });
     }
 
     // 2. A new copy (the first, or a spill because every copy is saturated), while it is on
@@ -150,10 +170,10 @@ fn lora_aware(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
     //    a load through the API (a disk read and a CPU-cache entry) and then a slot.
     if resident.len() < a.max_replicas.unwrap_or(usize::MAX) {
         let cost = |i: usize| {
-            let r = &plan.endpoints[i];
+            let r = v.r(i);
             let evicts = match r.lora.tier(&a.served) {
                 SlotTier::FreeSlot => 0.0,
-                _ => 1.0 + r.lora.eviction_victim().map(|v| plan.demand.level(&v)).unwrap_or(0.0),
+                _ => 1.0 + r.lora.eviction_victim().map(|x| v.live.demand.level(&x)).unwrap_or(0.0),
             };
             (!serves(r, a), evicts, !is_home(i), position(i))
         };
@@ -169,20 +189,19 @@ fn lora_aware(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
 
     // 3. Everything saturated: it queues where it is resident (or anywhere), least loaded first.
     let pool = if resident.is_empty() { candidates } else { &resident[..] };
-    pool.iter().copied().min_by_key(|&i| (load(&plan.endpoints[i]), position(i)))
+    pool.iter().copied().min_by_key(|&i| (load(v.r(i)), position(i)))
 }
 
-fn ray_multiplex(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
-    let holding: Vec<usize> =
-        candidates.iter().copied().filter(|&i| plan.endpoints[i].lora.is_resident(&a.served)).collect();
+fn ray_multiplex(v: &View<'_>, a: &Adapter, candidates: &[usize]) -> Option<usize> {
+    let holding: Vec<usize> = candidates.iter().copied().filter(|&i| v.r(i).lora.is_resident(&a.served)).collect();
     let pool = if holding.is_empty() {
-        let fewest = candidates.iter().map(|&i| plan.endpoints[i].lora.resident_count()).min()?;
-        candidates.iter().copied().filter(|&i| plan.endpoints[i].lora.resident_count() == fewest).collect()
+        let fewest = candidates.iter().map(|&i| v.r(i).lora.resident_count()).min()?;
+        candidates.iter().copied().filter(|&i| v.r(i).lora.resident_count() == fewest).collect()
     } else {
         holding
     };
     let (x, y) = (pool[rng::below(pool.len())], pool[rng::below(pool.len())]);
-    Some(if load(&plan.endpoints[y]) < load(&plan.endpoints[x]) { y } else { x })
+    Some(if load(v.r(y)) < load(v.r(x)) { y } else { x })
 }
 
 /// GIE's legacy LoRA affinity thresholds (anchors.md).
@@ -191,14 +210,13 @@ const LLMD_AFFINITY: f64 = 0.999;
 
 /// The llm-d rule sees what a metrics-only scheduler sees: the adapters each replica's
 /// `/metrics` last reported active, and its reported queue (replicas/sync.rs).
-fn llmd_affinity(plan: &Plan, a: &Adapter, candidates: &[usize]) -> Option<usize> {
-    let r = |i: usize| &plan.endpoints[i];
-    let queue = |i: usize| r(i).lora.waiting();
+fn llmd_affinity(v: &View<'_>, a: &Adapter, candidates: &[usize]) -> Option<usize> {
+    let queue = |i: usize| v.r(i).lora.waiting();
     let queued: Vec<usize> = candidates.iter().copied().filter(|&i| queue(i) < LLMD_QUEUE_THRESHOLD_LORA).collect();
     let pool = if queued.is_empty() { candidates.to_vec() } else { queued };
-    let active: Vec<usize> = pool.iter().copied().filter(|&i| r(i).lora.reported_active(&a.served)).collect();
+    let active: Vec<usize> = pool.iter().copied().filter(|&i| v.r(i).lora.reported_active(&a.served)).collect();
     let free: Vec<usize> =
-        pool.iter().copied().filter(|&i| r(i).lora.reported_active_count() < r(i).lora.max_loras()).collect();
+        pool.iter().copied().filter(|&i| v.r(i).lora.reported_active_count() < v.r(i).lora.max_loras()).collect();
     let affine = if !active.is_empty() && (rng::next_f64() < LLMD_AFFINITY || free.is_empty()) {
         active
     } else if !free.is_empty() {
@@ -219,24 +237,50 @@ mod tests {
     use super::*;
     use crate::plan::testing;
     use serde_json::json;
+    use std::sync::Arc;
 
-    fn plan_with(endpoints: usize, max_loras: usize, policy: &str) -> Plan {
+    struct Fixture {
+        live: Arc<LiveState>,
+        plan: Plan,
+        set: Arc<ReplicaSet>,
+    }
+
+    impl Fixture {
+        fn view(&self) -> View<'_> {
+            View { plan: &self.plan, set: &self.set, live: &self.live }
+        }
+
+        fn pick(&self, t: &Target, exclude: &[usize]) -> Option<Pick> {
+            pick(&self.view(), t, exclude)
+        }
+
+        fn r(&self, i: usize) -> &Arc<Replica> {
+            &self.set.list[i]
+        }
+
+        fn homes(&self, adapter: &str) -> Vec<usize> {
+            home_order(&self.set, &self.view().members(0), adapter)
+        }
+    }
+
+    fn plan_with(endpoints: usize, max_loras: usize, policy: &str) -> Fixture {
         let mut spec = testing::spec_json();
         spec["endpoints"] = (0..endpoints)
             .map(|i| {
                 json!({"name": format!("e{i}"), "host": "127.0.0.1", "port": 9000 + i, "weight": 1.0,
-                             "api_key": null, "max_loras": max_loras})
+                       "api_key": null, "max_loras": max_loras, "discovery": {"type": "static"}})
             })
             .collect();
         spec["models"][0]["endpoints"] = (0..endpoints).map(|i| json!(format!("e{i}"))).collect();
         spec["placement"]["policy"] = json!(policy);
-        let plan = Plan::from_json(&spec.to_string(), None).unwrap();
-        for r in &plan.endpoints {
+        let (live, plan) = testing::compiled(&spec);
+        let set = live.replicas.snapshot();
+        for r in &set.list {
             for a in ["tech-lora", "legal-lora"] {
                 r.lora.add_registered(a.into(), format!("/adapters/{a}"));
             }
         }
-        plan
+        Fixture { live, plan, set }
     }
 
     fn target(adapter: Option<&str>) -> Target {
@@ -249,20 +293,20 @@ mod tests {
         }
     }
 
-    fn two_endpoint_plan(w1: f64, w2: f64) -> Plan {
-        let plan = plan_with(2, 2, "lora-aware");
-        plan.endpoints[0].set_weight(w1);
-        plan.endpoints[1].set_weight(w2);
-        plan
+    fn two_endpoint_plan(w1: f64, w2: f64) -> Fixture {
+        let f = plan_with(2, 2, "lora-aware");
+        f.r(0).set_weight(w1);
+        f.r(1).set_weight(w2);
+        f
     }
 
     #[test]
     fn base_model_weights_are_honoured_when_idle() {
-        let plan = two_endpoint_plan(3.0, 1.0);
+        let f = two_endpoint_plan(3.0, 1.0);
         let t = target(None);
         let mut counts = [0usize; 2];
         for _ in 0..40_000 {
-            counts[pick(&plan, &t, &[]).unwrap().replica] += 1;
+            counts[f.pick(&t, &[]).unwrap().replica] += 1;
         }
         let share = counts[0] as f64 / 40_000.0;
         assert!((share - 0.75).abs() < 0.02, "share {share}");
@@ -270,80 +314,99 @@ mod tests {
 
     #[test]
     fn unhealthy_and_excluded_are_skipped() {
-        let plan = two_endpoint_plan(1.0, 1.0);
+        let f = two_endpoint_plan(1.0, 1.0);
         let t = target(Some("tech-lora"));
-        plan.endpoints[0].mark_unhealthy();
+        f.r(0).mark_unhealthy();
         for _ in 0..100 {
-            assert_eq!(pick(&plan, &t, &[]).map(|p| p.replica), Some(1));
+            assert_eq!(f.pick(&t, &[]).map(|p| p.replica), Some(1));
         }
-        assert_eq!(pick(&plan, &t, &[1]), None);
+        assert_eq!(f.pick(&t, &[1]), None);
     }
 
     #[test]
     fn an_adapter_sticks_to_its_home_and_spills_when_it_is_saturated() {
-        let plan = plan_with(4, 2, "lora-aware");
+        let f = plan_with(4, 2, "lora-aware");
         let t = target(Some("tech-lora"));
-        let a = plan.adapters.get("tech-lora").unwrap();
-        let home = home_order(&plan, &a.name, a.base)[0];
+        let home = f.homes("tech-lora")[0];
         for _ in 0..50 {
-            assert_eq!(pick(&plan, &t, &[]).unwrap().replica, home);
+            assert_eq!(f.pick(&t, &[]).unwrap().replica, home);
         }
         // Fill the home's slots with busy adapters: the request must not wait there.
-        let r = &plan.endpoints[home];
+        let r = f.r(home);
         r.lora.begin(&"x".into());
         r.lora.begin(&"y".into());
-        let spilled = pick(&plan, &t, &[]).unwrap().replica;
+        let spilled = f.pick(&t, &[]).unwrap().replica;
         assert_ne!(spilled, home);
-        assert_eq!(spilled, home_order(&plan, &a.name, a.base)[1]);
+        assert_eq!(spilled, f.homes("tech-lora")[1]);
+    }
+
+    #[test]
+    fn homes_depend_only_on_names() {
+        // Another router with the endpoints listed the other way round agrees on every home.
+        let f = plan_with(4, 2, "lora-aware");
+        let names = |f: &Fixture, a: &str| f.homes(a).iter().map(|&i| f.r(i).name.to_string()).collect::<Vec<_>>();
+        let mut spec = testing::spec_json();
+        spec["endpoints"] = (0..4)
+            .rev()
+            .map(|i| {
+                json!({"name": format!("e{i}"), "host": "127.0.0.1", "port": 9000 + i, "weight": 1.0,
+                       "api_key": null, "max_loras": 2, "discovery": {"type": "static"}})
+            })
+            .collect();
+        spec["models"][0]["endpoints"] = (0..4).rev().map(|i| json!(format!("e{i}"))).collect();
+        let (live, plan) = testing::compiled(&spec);
+        let g = Fixture { set: live.replicas.snapshot(), live, plan };
+        for a in ["tech-lora", "legal-lora", "x", "y"] {
+            assert_eq!(names(&f, a), names(&g, a));
+        }
     }
 
     #[test]
     fn a_resident_copy_beats_a_load_and_a_cold_adapter_evicts_the_least_wanted() {
-        let plan = plan_with(2, 1, "lora-aware");
+        let f = plan_with(2, 1, "lora-aware");
         let t = target(Some("tech-lora"));
-        let a = plan.adapters.get("tech-lora").unwrap();
-        let (home, other) = (home_order(&plan, &a.name, a.base)[0], home_order(&plan, &a.name, a.base)[1]);
+        let (home, other) = (f.homes("tech-lora")[0], f.homes("tech-lora")[1]);
         // A copy on the other replica (its home was down); the home has room.
-        plan.endpoints[other].lora.begin(&"tech-lora".into());
-        plan.endpoints[other].lora.end("tech-lora");
-        assert_eq!(pick(&plan, &t, &[]).unwrap().replica, other);
+        f.r(other).lora.begin(&"tech-lora".into());
+        f.r(other).lora.end("tech-lora");
+        assert_eq!(f.pick(&t, &[]).unwrap().replica, other);
         // The copy was evicted; both replicas' one slot holds an idle adapter, and the one on
         // the home is wanted far more: the load goes where it evicts the less wanted one.
-        plan.endpoints[other].lora.begin(&"cold".into());
-        plan.endpoints[other].lora.end("cold");
-        plan.endpoints[home].lora.begin(&"hot".into());
-        plan.endpoints[home].lora.end("hot");
+        f.r(other).lora.begin(&"cold".into());
+        f.r(other).lora.end("cold");
+        f.r(home).lora.begin(&"hot".into());
+        f.r(home).lora.end("hot");
         for _ in 0..20 {
-            plan.demand.touch(&"hot".into());
+            f.live.demand.touch(&"hot".into());
         }
-        plan.demand.touch(&"cold".into());
-        assert_eq!(pick(&plan, &t, &[]).unwrap().replica, other);
+        f.live.demand.touch(&"cold".into());
+        assert_eq!(f.pick(&t, &[]).unwrap().replica, other);
     }
 
     #[test]
     fn an_adapter_without_a_replica_is_loaded_on_demand() {
-        let plan = plan_with(2, 2, "lora-aware");
-        for r in &plan.endpoints {
+        let f = plan_with(2, 2, "lora-aware");
+        for r in &f.set.list {
             r.lora.remove_registered("tech-lora");
         }
         let t = target(Some("tech-lora"));
-        let p = pick(&plan, &t, &[]).unwrap();
+        let p = f.pick(&t, &[]).unwrap();
         assert!(p.load);
         // Runtime loading off everywhere: nothing can serve it.
-        for r in &plan.endpoints {
+        for r in &f.set.list {
             r.lora.set_runtime_updates(RuntimeUpdates::Off);
         }
-        assert_eq!(pick(&plan, &t, &[]), None);
+        assert_eq!(f.pick(&t, &[]), None);
     }
 
     #[test]
     fn every_policy_picks_a_candidate() {
         for policy in ["lora-aware", "round-robin", "least-loaded", "ray-multiplex", "llm-d-affinity"] {
-            let plan = plan_with(3, 2, policy);
+            let f = plan_with(3, 2, policy);
             let t = target(Some("legal-lora"));
-            plan.endpoints[1].mark_unhealthy();
+            f.r(1).mark_unhealthy();
             for _ in 0..20 {
-                let p = pick(&plan, &t, &[]).unwrap();
+                let p = f.pick(&t, &[]).unwrap();
                 assert_ne!(p.replica, 1, "{policy}");
                 assert!(!p.load);
             }

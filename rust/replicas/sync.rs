@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::lora::RuntimeUpdates;
 use super::{vllm, Replica};
 use crate::proxy::UpstreamClient;
+use crate::state::residency::RuntimeUpdates;
 
 pub async fn sync(client: &UpstreamClient, replica: &Replica, timeout: Duration) {
     // Metrics first: a restart clears the slot model before the new adapter list arrives.

@@ -15,9 +15,9 @@ use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
 
-use super::lora::RuntimeUpdates;
 use super::Replica;
 use crate::proxy::UpstreamClient;
+use crate::state::residency::RuntimeUpdates;
 
 /// Why an adapter call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,8 +70,8 @@ async fn call(
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     req.headers_mut().insert(CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    if let Some(key) = &replica.api_key {
-        req.headers_mut().insert(AUTHORIZATION, key.clone());
+    if let Some(key) = replica.api_key() {
+        req.headers_mut().insert(AUTHORIZATION, key);
     }
     let fut = async {
         let resp = client.request(req).await.map_err(|e| AdapterError::Unreachable(e.to_string()))?;

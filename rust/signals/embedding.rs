@@ -189,7 +189,7 @@ mod tests {
             "temperature": 0.05, "cosine_temperature": 0.05, "threshold": 0.0, "margin": 0.0,
             "categories": [{"category": "technical", "texts": examples[0]}, {"category": "legal", "texts": examples[1]}]
         }]);
-        Plan::from_json(&spec.to_string(), None).unwrap()
+        Plan::from_json(&spec.to_string(), &crate::state::LiveState::local()).unwrap()
     }
 
     #[test]
@@ -232,7 +232,7 @@ mod tests {
             "k": 3, "whiten": true, "temperature": 0.05, "cosine_temperature": 0.05, "threshold": 0.0, "margin": 0.0,
             "categories": [{"category": "technical", "texts": ["  "]}, {"category": "legal", "texts": ["x"]}]
         }]);
-        let err = Plan::from_json(&spec.to_string(), None).err().unwrap();
+        let err = Plan::from_json(&spec.to_string(), &crate::state::LiveState::local()).err().unwrap();
         assert_eq!(err.path, "signals[0].categories[0].texts");
     }
 }

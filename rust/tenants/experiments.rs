@@ -5,76 +5,20 @@
 //! without a sticky value the arm is drawn at random. Naming another arm's adapter
 //! explicitly bypasses the split. Weights change at run time (admin API) and on reload.
 //!
-//! Per-arm statistics (requests, errors, time to first byte and total, tokens) live in
-//! `ArmStats`, kept across reloads for arms of the same experiment and adapter. A shadow
-//! candidate gets a copy of a share of the split requests; its answer is discarded and only
-//! its statistics are kept (proxy/shadow.rs).
+//! Run-time weights and per-arm statistics (requests, errors, time to first byte and total,
+//! tokens) are live state (state/experiments.rs), shared across a fleet; a compiled
+//! experiment holds their handle. A shadow candidate gets a copy of a share of the split
+//! requests; its answer is discarded and only its statistics are kept (proxy/shadow.rs).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use serde_json::{json, Value};
 
 use super::Caller;
-use crate::observe::metrics::{Histogram, LATENCY_BOUNDS};
 use crate::plan::{Adapter, ExperimentSpec, PlanError, StickyKey};
+use crate::state::experiments::{ArmStats, Counts, ExperimentLive, Role, WeightOverride};
 use crate::util::{hash, rng};
-
-pub struct ArmStats {
-    pub requests: AtomicU64,
-    pub errors: AtomicU64,
-    pub prompt_tokens: AtomicU64,
-    pub completion_tokens: AtomicU64,
-    pub first_byte: Histogram,
-    pub total: Histogram,
-}
-
-impl Default for ArmStats {
-    fn default() -> Self {
-        ArmStats {
-            requests: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            prompt_tokens: AtomicU64::new(0),
-            completion_tokens: AtomicU64::new(0),
-            first_byte: Histogram::new(LATENCY_BOUNDS),
-            total: Histogram::new(LATENCY_BOUNDS),
-        }
-    }
-}
-
-impl ArmStats {
-    /// One finished request: its status, latencies and the tokens its usage block reported.
-    pub fn record(&self, status: u16, first_byte_s: Option<f64>, total_s: f64, usage: Option<(u64, u64)>) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        if !(200..300).contains(&status) {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(s) = first_byte_s {
-            self.first_byte.observe_seconds(s);
-        }
-        self.total.observe_seconds(total_s);
-        if let Some((p, c)) = usage {
-            self.prompt_tokens.fetch_add(p, Ordering::Relaxed);
-            self.completion_tokens.fetch_add(c, Ordering::Relaxed);
-        }
-    }
-
-    pub fn to_json(&self) -> Value {
-        let ms = |h: &Histogram, q: f64| h.quantile(q).map(|s| (s * 1e6).round() / 1e3);
-        json!({
-            "requests": self.requests.load(Ordering::Relaxed),
-            "errors": self.errors.load(Ordering::Relaxed),
-            "prompt_tokens": self.prompt_tokens.load(Ordering::Relaxed),
-            "completion_tokens": self.completion_tokens.load(Ordering::Relaxed),
-            "first_byte_ms": {"mean": self.first_byte.mean_seconds().map(|s| (s * 1e6).round() / 1e3),
-                              "p50_bucket": ms(&self.first_byte, 0.5), "p99_bucket": ms(&self.first_byte, 0.99)},
-            "total_ms": {"mean": self.total.mean_seconds().map(|s| (s * 1e6).round() / 1e3),
-                         "p50_bucket": ms(&self.total, 0.5), "p99_bucket": ms(&self.total, 0.99)},
-        })
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -98,9 +42,10 @@ pub struct Experiment {
     pub scope: Scope,
     pub sticky: StickyKey,
     pub arms: Vec<Arm>,
-    /// Normalised to sum 1; replaced whole when changed at run time.
-    weights: ArcSwap<Vec<f64>>,
+    /// The config's weights, as given (`live` may hold run-time ones).
+    config_weights: Vec<f64>,
     pub shadow: Option<Shadow>,
+    pub live: Arc<ExperimentLive>,
 }
 
 /// Which arm of which experiment a request was given.
@@ -141,7 +86,7 @@ impl Experiment {
         path: &str,
         adapters: &HashMap<Arc<str>, Adapter>,
         categories: &HashMap<String, usize>,
-        previous: Option<&Experiment>,
+        live: Arc<ExperimentLive>,
     ) -> Result<Experiment, PlanError> {
         let scope = match (&spec.tenant, &spec.category) {
             (Some(t), None) => Scope::Tenant(Arc::from(t.as_str())),
@@ -166,23 +111,16 @@ impl Experiment {
         let mut arms = Vec::new();
         for (i, a) in spec.arms.iter().enumerate() {
             let name = known(&a.adapter, format!("{path}.arms[{i}].adapter"))?;
-            let stats = previous
-                .and_then(|p| p.arms.iter().find(|x| x.adapter == name))
-                .map(|x| x.stats.clone())
-                .unwrap_or_default();
+            let stats = live.stats(Role::Arm, &name);
             arms.push(Arm { adapter: name, stats });
         }
-        let weights = normalise(&spec.arms.iter().map(|a| a.weight).collect::<Vec<_>>())
-            .map_err(|m| PlanError::new(format!("{path}.arms"), m))?;
+        let config_weights: Vec<f64> = spec.arms.iter().map(|a| a.weight).collect();
+        normalise(&config_weights).map_err(|m| PlanError::new(format!("{path}.arms"), m))?;
         let shadow = match &spec.shadow {
             None => None,
             Some(s) => {
                 let adapter = known(&s.adapter, format!("{path}.shadow.adapter"))?;
-                let stats = previous
-                    .and_then(|p| p.shadow.as_ref())
-                    .filter(|x| x.adapter == adapter)
-                    .map(|x| x.stats.clone())
-                    .unwrap_or_default();
+                let stats = live.stats(Role::Shadow, &adapter);
                 Some(Shadow { adapter, share: s.share, stats })
             }
         };
@@ -191,8 +129,9 @@ impl Experiment {
             scope,
             sticky: spec.sticky.clone(),
             arms,
-            weights: ArcSwap::from_pointee(weights),
+            config_weights,
             shadow,
+            live,
         })
     }
 
@@ -200,12 +139,28 @@ impl Experiment {
         &self.arms[0].adapter
     }
 
-    pub fn weights(&self) -> Vec<f64> {
-        self.weights.load().to_vec()
+    fn named(&self, weights: &[f64]) -> Vec<(String, f64)> {
+        self.arms.iter().zip(weights).map(|(a, w)| (a.adapter.to_string(), *w)).collect()
     }
 
-    /// New weights, one per arm in arm order.
-    pub fn set_weights(&self, weights: &[f64]) -> Result<(), String> {
+    /// The weights in force, one per arm, normalised: those set at run time while the
+    /// config's are the ones they replaced, else the config's.
+    pub fn weights(&self) -> Vec<f64> {
+        let config = normalise(&self.config_weights).unwrap_or_default();
+        let Some(o) = self.live.weights.load_full().filter(|o| o.config == self.named(&self.config_weights)) else {
+            return config;
+        };
+        let given: Vec<f64> = self
+            .arms
+            .iter()
+            .map(|a| o.weights.iter().find(|(n, _)| *n == *a.adapter).map(|(_, w)| *w).unwrap_or(0.0))
+            .collect();
+        normalise(&given).unwrap_or(config)
+    }
+
+    /// Run-time weights, one per arm in arm order, checked; they hold while the config's
+    /// weights stay as they are now.
+    pub fn weight_override(&self, weights: &[f64]) -> Result<WeightOverride, String> {
         if weights.len() != self.arms.len() {
             return Err(format!(
                 "experiment '{}' has {} arms, got {} weights",
@@ -214,8 +169,8 @@ impl Experiment {
                 weights.len()
             ));
         }
-        self.weights.store(Arc::new(normalise(weights)?));
-        Ok(())
+        normalise(weights)?;
+        Ok(WeightOverride { weights: self.named(weights), config: self.named(&self.config_weights) })
     }
 
     /// The sticky value a request offers, if any.
@@ -233,7 +188,7 @@ impl Experiment {
             Some(v) => hash::unit(hash::stable_hash(&[self.name.as_bytes(), v.as_bytes()])),
             None => rng::next_f64(),
         };
-        let weights = self.weights.load();
+        let weights = self.weights();
         let mut acc = 0.0;
         for (i, w) in weights.iter().enumerate() {
             acc += w;
@@ -244,14 +199,30 @@ impl Experiment {
         weights.iter().rposition(|w| *w > 0.0).unwrap_or(0)
     }
 
-    pub fn to_json(&self, categories: &[crate::plan::Category]) -> Value {
-        let weights = self.weights.load();
+    /// This router's own statistics of each arm.
+    pub fn local_counts(&self) -> Vec<(Role, String, Counts)> {
+        let shadow = self.shadow.iter().map(|s| (Role::Shadow, s.adapter.to_string(), s.stats.counts()));
+        self.arms.iter().map(|a| (Role::Arm, a.adapter.to_string(), a.stats.counts())).chain(shadow).collect()
+    }
+
+    /// The experiment with its weights and each arm's statistics (`totals`: the fleet's, by
+    /// role and adapter; an arm without any shows zeros).
+    pub fn to_json(&self, categories: &[crate::plan::Category], totals: &[(Role, String, Counts)]) -> Value {
+        let stats = |role: Role, adapter: &str| {
+            totals
+                .iter()
+                .find(|(r, a, _)| *r == role && a == adapter)
+                .map(|(_, _, c)| c.clone())
+                .unwrap_or_default()
+                .to_json()
+        };
+        let weights = self.weights();
         let arms: Vec<Value> = self
             .arms
             .iter()
             .zip(weights.iter())
             .enumerate()
-            .map(|(i, (a, w))| json!({"adapter": &*a.adapter, "weight": w, "control": i == 0, "stats": a.stats.to_json()}))
+            .map(|(i, (a, w))| json!({"adapter": &*a.adapter, "weight": w, "control": i == 0, "stats": stats(Role::Arm, &a.adapter)}))
             .collect();
         let (tenant, category) = match &self.scope {
             Scope::Tenant(t) => (Some(&**t), None),
@@ -264,7 +235,7 @@ impl Experiment {
         };
         json!({
             "name": &*self.name, "tenant": tenant, "category": category, "sticky_key": sticky, "arms": arms,
-            "shadow": self.shadow.as_ref().map(|s| json!({"adapter": &*s.adapter, "share": s.share, "stats": s.stats.to_json()})),
+            "shadow": self.shadow.as_ref().map(|s| json!({"adapter": &*s.adapter, "share": s.share, "stats": stats(Role::Shadow, &s.adapter)})),
         })
     }
 }
@@ -323,7 +294,7 @@ mod tests {
                     max_replicas: None,
                     max_concurrency: None,
                     active: Default::default(),
-                    home_order: vec![],
+                    rank_seed: 0,
                 },
             );
         }
@@ -339,7 +310,7 @@ mod tests {
             shadow: None,
         };
         let cats = HashMap::from([("finance".to_string(), 0)]);
-        Experiment::compile(&spec, "experiments[0]", &adapters, &cats, None).unwrap()
+        Experiment::compile(&spec, "experiments[0]", &adapters, &cats, Default::default()).unwrap()
     }
 
     #[test]
@@ -352,10 +323,22 @@ mod tests {
         for u in users.iter().take(100) {
             assert_eq!(e.arm_for(Some(u)), e.arm_for(Some(u)));
         }
-        e.set_weights(&[0.0, 1.0]).unwrap();
+        let o = e.weight_override(&[0.0, 1.0]).unwrap();
+        e.live.weights.store(Some(Arc::new(o)));
         assert!(users.iter().take(100).all(|u| e.arm_for(Some(u)) == 1));
-        assert!(e.set_weights(&[1.0]).is_err());
-        assert!(e.set_weights(&[0.0, 0.0]).is_err());
+        assert!(e.weight_override(&[1.0]).is_err());
+        assert!(e.weight_override(&[0.0, 0.0]).is_err());
+    }
+
+    #[test]
+    fn run_time_weights_hold_until_the_config_changes() {
+        let e = experiment(&[0.5, 0.5]);
+        e.live.weights.store(Some(Arc::new(e.weight_override(&[1.0, 3.0]).unwrap())));
+        assert_eq!(e.weights(), vec![0.25, 0.75]);
+        // The same live state seen by a plan whose config weights were edited: the config wins.
+        let edited = Experiment { config_weights: vec![0.9, 0.1], ..experiment(&[0.9, 0.1]) };
+        edited.live.weights.store(e.live.weights.load_full());
+        assert_eq!(edited.weights(), vec![0.9, 0.1]);
     }
 
     #[test]

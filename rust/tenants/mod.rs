@@ -1,13 +1,12 @@
 //! Tenants: who is calling (`keys.rs`), what they may use (entitlement, enforced in
 //! decision/decide.rs and on `/v1/models`), which arm of an experiment serves them
-//! (`experiments.rs`), and how much they may send (`quotas.rs`, `redis.rs`).
+//! (`experiments.rs`), and how much they may send (their limits; the counts are live state,
+//! state/quotas.rs and state/store).
 //!
 //! With no tenants in the plan, authentication is off (a single-tenant deployment).
 
 pub mod experiments;
 pub mod keys;
-pub mod quotas;
-pub mod redis;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -17,9 +16,9 @@ use http::HeaderMap;
 
 use crate::errors::{ErrorKind, RouterError};
 use crate::plan::{ModelRef, PlanError, TenantSpec};
+use crate::state::quotas::Limits;
 use crate::util::secret::bearer;
 use keys::KeyIndex;
-use quotas::Window;
 
 #[derive(Debug)]
 pub struct Tenant {
@@ -30,11 +29,7 @@ pub struct Tenant {
     pub default_adapter: Option<Arc<str>>,
     pub aliases: HashMap<String, ModelRef>,
     pub intent_routing: bool,
-    pub rpm: Option<u64>,
-    pub tpm: Option<u64>,
-    /// This process's request and token counts for the current minute (shared with the
-    /// previous plan, so a reload does not reset them).
-    pub window: Arc<Window>,
+    pub limits: Limits,
 }
 
 impl Tenant {
@@ -61,11 +56,7 @@ pub struct Tenants {
 }
 
 impl Tenants {
-    pub fn compile(
-        specs: &[TenantSpec],
-        models: &HashMap<String, ModelRef>,
-        previous: Option<&Tenants>,
-    ) -> Result<Tenants, PlanError> {
+    pub fn compile(specs: &[TenantSpec], models: &HashMap<String, ModelRef>) -> Result<Tenants, PlanError> {
         let mut out = Tenants::default();
         for (ti, t) in specs.iter().enumerate() {
             let path = format!("tenants[{ti}]");
@@ -101,7 +92,6 @@ impl Tenants {
                 })?;
                 aliases.insert(alias.clone(), r);
             }
-            let window = previous.and_then(|p| p.by_name(&t.name)).map(|x| x.window.clone()).unwrap_or_default();
             for (ki, k) in t.keys.iter().enumerate() {
                 out.keys.add(ti, k, &format!("{path}.keys[{ki}]"))?;
             }
@@ -112,9 +102,7 @@ impl Tenants {
                 default_adapter,
                 aliases,
                 intent_routing: t.intent_routing,
-                rpm: t.rpm,
-                tpm: t.tpm,
-                window,
+                limits: Limits { rpm: t.rpm, tpm: t.tpm },
             }));
         }
         Ok(out)
@@ -187,8 +175,7 @@ mod tests {
     #[test]
     fn keys_name_their_tenant_and_nothing_else_passes() {
         let t =
-            Tenants::compile(&[spec("acme", "k-acme", "a-lora"), spec("beta", "k-beta", "b-lora")], &models(), None)
-                .unwrap();
+            Tenants::compile(&[spec("acme", "k-acme", "a-lora"), spec("beta", "k-beta", "b-lora")], &models()).unwrap();
         let c = t.authenticate(&bearer("k-beta")).unwrap().unwrap();
         assert_eq!(&*c.tenant.name, "beta");
         assert_eq!(&*c.key_id, "beta/1");
@@ -201,13 +188,13 @@ mod tests {
 
     #[test]
     fn off_without_tenants() {
-        let t = Tenants::compile(&[], &models(), None).unwrap();
+        let t = Tenants::compile(&[], &models()).unwrap();
         assert!(t.authenticate(&HeaderMap::new()).unwrap().is_none());
     }
 
     #[test]
     fn unknown_adapter_is_a_plan_error() {
-        let err = Tenants::compile(&[spec("acme", "k", "nope")], &models(), None).err().unwrap();
+        let err = Tenants::compile(&[spec("acme", "k", "nope")], &models()).err().unwrap();
         assert_eq!(err.path, "tenants[0].adapters[0]");
     }
 }

@@ -10,18 +10,27 @@ pub fn mix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in *part {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // Separate parts so ("ab","c") and ("a","bc") differ.
-        h ^= 0xff;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an unfinished hash with one more part.
+pub fn extend(mut h: u64, part: &[u8]) -> u64 {
+    for b in part {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    mix64(h)
+    // Separate parts so ("ab","c") and ("a","bc") differ.
+    h ^= 0xff;
+    h.wrapping_mul(0x0000_0100_0000_01b3)
+}
+
+/// The unfinished hash of `parts`: `mix64(extend(partial(a), b)) == stable_hash(&[a..., b])`,
+/// so a hash over a common first part is computed once.
+pub fn partial(parts: &[&[u8]]) -> u64 {
+    parts.iter().fold(FNV_OFFSET, |h, p| extend(h, p))
+}
+
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    mix64(partial(parts))
 }
 
 /// Maps a hash to a float in [0, 1).
@@ -37,5 +46,6 @@ mod tests {
     fn stable_and_part_sensitive() {
         assert_eq!(stable_hash(&[b"a", b"b"]), stable_hash(&[b"a", b"b"]));
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
+        assert_eq!(mix64(extend(partial(&[b"ab"]), b"c")), stable_hash(&[b"ab", b"c"]));
     }
 }

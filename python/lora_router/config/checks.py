@@ -162,6 +162,8 @@ def cross_check(loaded: LoadedConfig) -> list[Problem]:
             problems.append(Problem(f"{key}.cwd", f"directory {loaded.base_dir / mcp.cwd} does not exist"))
 
     problems += tenant_problems(loaded)
+    problems += redis_problems(loaded)
+    problems += discovery_problems(loaded)
 
     if c.audit_log.enabled:
         parent = (loaded.base_dir / c.audit_log.path).resolve().parent
@@ -259,9 +261,75 @@ def tenant_problems(loaded: LoadedConfig, extra_adapters: dict[str, str] | None 
                 t = c.tenants[names.index(e.tenant)]
                 if a not in t.adapters:
                     problems.append(Problem(where, f"tenant '{e.tenant}' may not use '{a}'; add it to its adapters"))
-    if c.quotas.redis_url is not None and not c.quotas.redis_url.startswith("redis://"):
-        problems.append(Problem("quotas.redis_url", "must be a redis://host[:port][/db] URL"))
     return problems
+
+
+def redis_problems(loaded: LoadedConfig) -> list[Problem]:
+    """The shared state's Redis: one way of naming it, a URL the client can use, credentials
+    that are set, a CA file that exists."""
+    from urllib.parse import urlsplit
+
+    c = loaded.config
+    problems: list[Problem] = []
+    if c.quotas.redis_url is not None and c.redis is not None:
+        problems.append(
+            Problem("quotas.redis_url", "give the Redis in one place: the redis section (this is its old name)")
+        )
+    url, where = (c.redis.url, "redis.url") if c.redis else (c.quotas.redis_url, "quotas.redis_url")
+    if url is not None:
+        parts = urlsplit(url)
+        port_ok = True
+        try:
+            parts.port  # noqa: B018 (a bad port raises)
+        except ValueError:
+            port_ok = False
+        db = parts.path.strip("/")
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok:
+            problems.append(Problem(where, "must be a redis:// or rediss:// (TLS) URL: scheme://host[:port][/db]"))
+        elif db and not db.isdigit():
+            problems.append(Problem(where, f"'{db}' is not a database number"))
+        elif parts.password:
+            problems.append(
+                Problem(where, "credentials in the URL are not accepted: use redis.username_env and redis.password_env")
+            )
+    if c.redis is not None:
+        for key in ("username_env", "password_env"):
+            var = getattr(c.redis, key)
+            if var and not os.environ.get(var):
+                problems.append(Problem(f"redis.{key}", f"environment variable {var} is not set"))
+        if c.redis.username_env and not c.redis.password_env:
+            problems.append(Problem("redis.password_env", "a user name needs a password (AUTH username password)"))
+        if c.redis.ca_file and resolve_path(loaded, c.redis.ca_file) is None:
+            problems.append(Problem("redis.ca_file", f"{c.redis.ca_file} does not exist"))
+        if c.redis.ca_file and not c.redis.url.startswith("rediss://"):
+            problems.append(Problem("redis.ca_file", "a CA file verifies TLS: the URL must be rediss://"))
+    return problems
+
+
+def _nameserver_ok(value: str) -> bool:
+    """``ip``, ``ip:port`` or ``[ipv6]:port``."""
+    import ipaddress
+
+    host, port = value, None
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") if rest else None
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return port is None or (port.isdigit() and 0 < int(port) < 65536)
+
+
+def discovery_problems(loaded: LoadedConfig) -> list[Problem]:
+    """The nameservers that resolve endpoints with ``discovery: dns``."""
+    return [
+        Problem(f"fleet.nameservers[{i}]", "must be an IP address, optionally with :port ([ipv6]:port)")
+        for i, ns in enumerate(loaded.config.fleet.nameservers)
+        if not _nameserver_ok(ns)
+    ]
 
 
 def domain_mapping(loaded: LoadedConfig) -> tuple[Path | None, Path | None]:

@@ -63,6 +63,11 @@ class Endpoint(Strict):
     """Name of an environment variable holding a bearer key to send to this endpoint."""
     max_loras: int = Field(default=1, ge=1)
     """The replica's GPU LoRA slots (vLLM ``--max-loras``, default 1); its metrics correct it."""
+    discovery: Literal["static", "dns"] = "static"
+    """``static``: ``address`` is the one replica. ``dns``: ``address`` is a DNS name (a
+    Kubernetes headless Service) and each of its A/AAAA records is a replica."""
+    refresh_s: float = Field(default=5.0, gt=0)
+    """With ``discovery: dns``, how often the name is looked up again."""
 
 
 class ModelScore(Strict):
@@ -308,9 +313,44 @@ class Experiment(Strict):
 
 class Quotas(Strict):
     redis_url: str | None = None
-    """``redis://host:port/db``: counters shared by every router process that names it;
-    unset: counters in the process."""
+    """Older spelling of ``redis.url`` (kept working): counters shared through that Redis."""
     redis_prefix: str = "lora-router"
+    """Older spelling of ``redis.prefix``."""
+    on_backend_error: Literal["allow", "deny", "local"] = "allow"
+    """What a quota check does while Redis cannot be reached: ``allow`` the request (counted
+    and logged), ``deny`` it (503), or enforce limit / ``fleet.expected_replicas`` in the
+    process (``local``)."""
+
+
+class Redis(Strict):
+    """The Redis every router of a fleet shares: quota counters, adapters and tenants
+    registered at run time, experiment weights and statistics, load locks."""
+
+    url: str = Field(min_length=1)
+    """``redis://`` or ``rediss://`` (TLS) ``host[:port][/db]``."""
+    username_env: str | None = None
+    """Environment variable holding the ACL user name (AUTH username password)."""
+    password_env: str | None = None
+    """Environment variable holding the password (AUTH password, or with username_env)."""
+    ca_file: str | None = None
+    """CA bundle (PEM) that verifies a ``rediss://`` server (default: the system's roots)."""
+    timeout_ms: int = Field(default=250, ge=1, le=60000)
+    """Longest wait for a connection or an answer."""
+    probe_interval_ms: int = Field(default=1000, ge=10, le=60000)
+    """After a failure, requests stop waiting on Redis for this long; then one probe may pass."""
+    prefix: str = Field(default="lora-router", min_length=1)
+    """Prefix of every key and channel: routers with the same prefix form one fleet."""
+
+
+class Fleet(Strict):
+    """A router that runs as one of several replicas."""
+
+    expected_replicas: int = Field(default=1, ge=1)
+    """How many routers share the state: with ``quotas.on_backend_error: local`` each
+    enforces this share of every limit while Redis is down."""
+    nameservers: list[str] = []
+    """DNS servers (``ip`` or ``ip:port``) for endpoints with ``discovery: dns``; default: the
+    system's resolver configuration."""
 
 
 class RouterConfig(Strict):
@@ -344,6 +384,9 @@ class RouterConfig(Strict):
     """With tenants, every request needs a tenant's key; without, authentication is off."""
     experiments: list[Experiment] = []
     quotas: Quotas = Quotas()
+    redis: Redis | None = None
+    """Shared state for a fleet of routers; unset: everything lives in this process."""
+    fleet: Fleet = Fleet()
 
 
 IGNORED_SECTIONS = ("bert_model", "semantic_cache", "tools", "prompt_guard", "api", "observability")

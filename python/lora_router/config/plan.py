@@ -3,6 +3,8 @@ default resolved. The plan's shape is rust/plan/schema.rs; the two change togeth
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from typing import Any
@@ -270,8 +272,11 @@ def hash_plain_keys(loaded: LoadedConfig, t: Tenant) -> list[dict[str, str]]:
         plain += [(f"{t.name}/file:{n + 1}", k) for n, k in enumerate(keys)]
     out = []
     for ident, key in plain:
-        salt, digest = parse_hashed(hash_key(key))
-        out.append({"id": ident, "salt_hex": salt, "digest_hex": digest})
+        # A salt fixed by the tenant and key id: routers with the same config build the same
+        # plan (and plan hash), and the plain key still never reaches the plan.
+        salt = hashlib.sha256(f"lora-router key salt\0{t.name}\0{ident}".encode()).digest()[:16]
+        salt_hex, digest = parse_hashed(hash_key(key, salt))
+        out.append({"id": ident, "salt_hex": salt_hex, "digest_hex": digest})
     return out
 
 
@@ -324,6 +329,43 @@ def experiments_for(c: RouterConfig) -> list[dict[str, Any]]:
     ]
 
 
+def store_for(c: RouterConfig) -> dict[str, Any]:
+    """Where shared state lives: the ``redis`` section (or the older ``quotas.redis_url``),
+    with credentials read from the environment; else in the process."""
+    url = c.redis.url if c.redis else c.quotas.redis_url
+    prefix = c.redis.prefix if c.redis else c.quotas.redis_prefix
+    if url is None:
+        return {"redis": None, "prefix": prefix}
+    r = c.redis
+    return {
+        "redis": {
+            "url": url,
+            "username": os.environ.get(r.username_env) if r and r.username_env else None,
+            "password": os.environ.get(r.password_env) if r and r.password_env else None,
+            "ca_file": r.ca_file if r else None,
+            "timeout_ms": r.timeout_ms if r else 250,
+            "probe_interval_ms": r.probe_interval_ms if r else 1000,
+            "on_error": c.quotas.on_backend_error,
+            "expected_replicas": c.fleet.expected_replicas,
+        },
+        "prefix": prefix,
+    }
+
+
+def endpoint_discovery(e: Any) -> dict[str, Any]:
+    if e.discovery == "dns":
+        return {"type": "dns", "refresh_ms": round(e.refresh_s * 1000)}
+    return {"type": "static"}
+
+
+def plan_hash(plan: dict[str, Any]) -> str:
+    """SHA-256 of the plan in canonical JSON (sorted keys, no spaces), without its own hash:
+    routers running the same configuration and run-time state show the same value."""
+    body = {k: v for k, v in plan.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def build_plan(
     loaded: LoadedConfig, extra_categories: Any = None, registered: Any = None, tenants: Any = None
 ) -> dict[str, Any]:
@@ -346,7 +388,7 @@ def build_plan(
         }
         for base in c.models
     ]
-    return {
+    plan = {
         "version": PLAN_VERSION,
         "server": {
             "max_body_bytes": s.max_body_bytes,
@@ -366,6 +408,7 @@ def build_plan(
                 "weight": e.weight,
                 "api_key": os.environ.get(e.api_key_env) if e.api_key_env else None,
                 "max_loras": e.max_loras,
+                "discovery": endpoint_discovery(e),
             }
             for e in c.vllm_endpoints
         ],
@@ -388,5 +431,8 @@ def build_plan(
         "admin_key": os.environ.get(c.admin.api_key_env) or None,
         "tenants": tenants_for(loaded, models, list(tenants.runtime.values()) if tenants is not None else []),
         "experiments": experiments_for(c),
-        "quotas": {"redis_url": c.quotas.redis_url, "redis_prefix": c.quotas.redis_prefix},
+        "store": store_for(c),
+        "fleet": {"nameservers": list(c.fleet.nameservers)},
     }
+    plan["hash"] = plan_hash(plan)
+    return plan

@@ -76,11 +76,11 @@ class AdminAPI:
                     fields = json.loads(body or b"{}")
                 except ValueError as e:
                     return error(400, f"The body is not valid JSON: {e}")
-                return ok(201, self.tenants.add(fields))
+                return ok(201, await self.tenants.add(fields))
             return error(405, f"Method {method} is not allowed on {path}.")
         if path.startswith("/admin/tenants/"):
             if method == "DELETE":
-                return ok(200, self.tenants.remove(unquote(path.removeprefix("/admin/tenants/"))))
+                return ok(200, await self.tenants.remove(unquote(path.removeprefix("/admin/tenants/"))))
             return error(405, f"Method {method} is not allowed on {path}.")
         if path == "/admin/replicas":
             if method == "GET":

@@ -18,7 +18,11 @@ drains the old version (no request in flight for it) and unloads it everywhere. 
 weights' KV. Unloading only removes the name from vLLM's API (the weights stay until LRU
 eviction), which the core's slot model already counts.
 
-The registry holds run-time registrations in memory; a restarted router starts from its config.
+Run-time state (adapters registered through the admin API, new versions, drains) is a record
+in the shared store (the core's ``store_*``): in this process, or in Redis for a fleet of
+routers, where every router applies every other's changes (``apply_remote``) and a restarted
+router reads them back. Every write is a compare-and-swap against the value this router last
+saw, so two routers never overwrite each other's changes unseen.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _native
 from ..config import LoadedConfig
 from ..config.checks import outside_roots
 from ..config.plan import adapter_path
@@ -38,6 +43,10 @@ from ..config.plan import adapter_path
 log = logging.getLogger("lora_router.registry")
 
 VERSION_SEPARATOR = "--v"
+
+DRAIN_GRACE_S = 5.0
+"""A draining version is unloaded no sooner than this after its drain began, so routers that
+learn of the change a moment later have stopped sending it requests."""
 
 
 class RegistryError(Exception):
@@ -49,6 +58,12 @@ class RegistryError(Exception):
         self.status, self.message, self.param = status, message, param
 
 
+def unavailable(e: Exception) -> RegistryError:
+    return RegistryError(
+        503, f"The shared state store is unavailable ({e}); nothing was changed. Retry once it is back."
+    )
+
+
 @dataclass
 class Version:
     number: int
@@ -56,7 +71,13 @@ class Version:
     path: str
     state: str = "loading"
     """loading -> active -> draining -> (gone)"""
+    drain_started: float = 0.0
     drain_deadline: float = 0.0
+    """Both unix times (shared by the fleet's routers)."""
+
+    def drain(self, timeout: float) -> None:
+        now = time.time()
+        self.state, self.drain_started, self.drain_deadline = "draining", now, now + timeout
 
 
 @dataclass
@@ -72,6 +93,47 @@ class AdapterRecord:
     last_error: str | None = None
     config_path: str | None = None
     """The path the config gives (config adapters)."""
+    raw: str | None = None
+    """The record as the shared store last held it (None: not there)."""
+
+    def shared(self) -> bool:
+        """Whether it has state the config alone does not give."""
+        return self.source == "runtime" or self.removing or any(v.number > 1 for v in self.versions)
+
+    def to_record(self) -> str:
+        return json.dumps(
+            {
+                "name": self.name,
+                "base": self.base,
+                "source": self.source,
+                "min_replicas": self.min_replicas,
+                "max_replicas": self.max_replicas,
+                "removing": self.removing,
+                "versions": [
+                    {
+                        "number": v.number,
+                        "served_name": v.served_name,
+                        "path": v.path,
+                        "state": v.state,
+                        "drain_started": v.drain_started,
+                        "drain_deadline": v.drain_deadline,
+                    }
+                    for v in self.versions
+                ],
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_record(cls, raw: str, config: AdapterRecord | None) -> AdapterRecord:
+        """A record another router wrote; a config adapter keeps what its config says."""
+        r = json.loads(raw)
+        versions = [Version(**v) for v in r["versions"]]
+        rec = cls(r["name"], r["base"], r["source"], r["min_replicas"], r["max_replicas"], versions, r["removing"])
+        if config is not None and config.source == "config":
+            rec.source, rec.config_path = "config", config.config_path
+        rec.raw = raw
+        return rec
 
     def current(self) -> Version | None:
         active = [v for v in self.versions if v.state == "active"]
@@ -143,13 +205,8 @@ class Registry:
             p.reconcile_interval_s,
             p.drain_timeout_s,
         )
-        for base, m in c.models.items():
-            for lo in m.loras:
-                path = adapter_path(loaded, lo.path)
-                versions = [Version(1, lo.name, path, "active")] if path else []
-                self.records[lo.name] = AdapterRecord(
-                    lo.name, base, "config", lo.min_replicas, lo.max_replicas, versions
-                )
+        for name, (base, _, lo) in declared(loaded).items():
+            self.records[name] = config_record(loaded, base, lo)
 
     async def reconfigure(self, loaded: LoadedConfig) -> None:
         """A reloaded config: its new adapters join, those it dropped drain and are unloaded,
@@ -179,12 +236,11 @@ class Registry:
                     self.records[name] = config_record(loaded, base, lo)
                 else:
                     rec.min_replicas, rec.max_replicas = lo.min_replicas, lo.max_replicas
-            deadline = time.monotonic() + self.drain_timeout
             for rec in self.records.values():
                 if rec.source == "config" and rec.name not in wanted and not rec.removing:
                     rec.removing = True
                     for v in rec.versions:
-                        v.state, v.drain_deadline = "draining", deadline
+                        v.drain(self.drain_timeout)
 
     # --- what the plan needs (called under the router's lock, from any thread) ---------------
 
@@ -286,12 +342,16 @@ class Registry:
         return True
 
     async def _drain(self, rec: AdapterRecord, replicas: list[dict[str, Any]]) -> None:
-        """Unloads versions that are draining once no request for them is in flight (or the
-        drain timeout passed); forgets a removed adapter once nothing of it is left."""
-        now = time.monotonic()
+        """Unloads versions that are draining once no request for them is in flight here and
+        no replica reports one running (or the drain timeout passed); forgets a removed
+        adapter once nothing of it is left."""
+        now = time.time()
+        before = len(rec.versions)
         for v in [v for v in rec.versions if v.state == "draining"]:
-            inflight = sum(r["inflight"].get(v.served_name, 0) for r in replicas)
-            if inflight and now < v.drain_deadline:
+            busy = any(
+                r["inflight"].get(v.served_name, 0) or v.served_name in r.get("reported_active", []) for r in replicas
+            )
+            if now < v.drain_deadline and (busy or now < v.drain_started + DRAIN_GRACE_S):
                 continue
             holders = [r["name"] for r in replicas if r["healthy"] and v.served_name in r["registered"]]
             failed = False
@@ -304,8 +364,75 @@ class Registry:
             if not failed:
                 rec.versions.remove(v)
                 log.info("adapter %s: version %d (%s) unloaded", rec.name, v.number, v.served_name)
-        if rec.removing and not rec.versions:
-            del self.records[rec.name]
+        if len(rec.versions) == before:
+            return
+        gone = rec.removing and not rec.versions
+        try:
+            # Another router may have finished the same drain first: then nothing is written,
+            # and its record arrives as an event.
+            await asyncio.to_thread(self._save, rec, gone)
+        except RegistryError as e:
+            log.debug("adapter %s: the drained state was not saved: %s", rec.name, e.message)
+        if gone:
+            self._forget(rec.name)
+
+    # --- the shared store ------------------------------------------------------------------
+
+    def _save(self, rec: AdapterRecord, delete: bool = False) -> None:
+        """Writes ``rec`` to the shared store over the value this router last saw (runs on a
+        worker thread). Raises RegistryError: 409 if another router changed it meanwhile, 503
+        if the store cannot be reached."""
+        value = None if delete else rec.to_record()
+        try:
+            done = self.native.store_swap("adapters", rec.name, rec.raw, value)
+        except _native.StoreUnavailable as e:
+            raise unavailable(e) from None
+        if not done:
+            raise RegistryError(
+                409, f"The adapter `{rec.name}` was changed by another router at the same moment; retry.", "name"
+            )
+        rec.raw = value
+
+    def _forget(self, name: str) -> None:
+        """Drops run-time state: a config adapter goes back to what its config says."""
+        self.records.pop(name, None)
+        wanted = declared(self.loaded)
+        if name in wanted:
+            base, _, lo = wanted[name]
+            self.records[name] = config_record(self.loaded, base, lo)
+
+    def export(self) -> list[tuple[str, str]]:
+        """Every record with run-time state, as the store holds them."""
+        return [(r.name, r.to_record()) for r in self.records.values() if r.shared()]
+
+    async def apply_remote(self, records: list[tuple[str, str | None]], complete: bool) -> bool:
+        """Records other routers wrote (``None``: deleted); with ``complete``, every record
+        there is. Returns whether anything changed."""
+        changed = False
+        async with self._lock:
+            for name, raw in records:
+                rec = self.records.get(name)
+                if raw is None:
+                    if rec is not None and rec.raw is not None:
+                        self._forget(name)
+                        changed = True
+                    continue
+                if rec is not None and rec.raw == raw:
+                    continue
+                try:
+                    self.records[name] = AdapterRecord.from_record(raw, rec)
+                except (ValueError, KeyError, TypeError) as e:
+                    log.warning("adapter %s: ignoring a record this router cannot read: %s", name, e)
+                    continue
+                changed = True
+            if complete:
+                present = {name for name, raw in records if raw is not None}
+                for name in [n for n, r in self.records.items() if r.raw is not None and n not in present]:
+                    self._forget(name)
+                    changed = True
+        if changed:
+            self.wake()
+        return changed
 
     # --- the admin API's operations ---------------------------------------------------------
 
@@ -368,12 +495,20 @@ class Registry:
                     status,
                     f"The adapter `{name}` could not be loaded on {min_replicas} replica(s): {'; '.join(reasons)}",
                 )
+            before = [(old, old.state, old.drain_started, old.drain_deadline) for old in rec.versions if old is not v]
             for old in rec.versions:
                 if old is not v and old.state == "active":
-                    old.state, old.drain_deadline = "draining", time.monotonic() + self.drain_timeout
+                    old.drain(self.drain_timeout)
             v.state = "active"
             if fresh:
                 rec.min_replicas, rec.max_replicas = min_replicas, max_replicas
+            try:
+                await asyncio.to_thread(self._save, rec)
+            except RegistryError:
+                for old, state, started, deadline in before:
+                    old.state, old.drain_started, old.drain_deadline = state, started, deadline
+                await self._roll_back(rec, v, fresh)
+                raise
             rec.last_error = None
             await asyncio.to_thread(self._rebuild)
             log.info("adapter %s: version %d (%s) from %s is live", name, number, served, path)
@@ -404,10 +539,17 @@ class Registry:
                     409, f"The adapter `{name}` is declared in the config; remove it there and reload.", "name"
                 )
             if not rec.removing:
+                before = [(v, v.state, v.drain_started, v.drain_deadline) for v in rec.versions]
                 rec.removing = True
-                deadline = time.monotonic() + self.drain_timeout
                 for v in rec.versions:
-                    v.state, v.drain_deadline = "draining", deadline
+                    v.drain(self.drain_timeout)
+                try:
+                    await asyncio.to_thread(self._save, rec)
+                except RegistryError:
+                    rec.removing = False
+                    for v, state, started, deadline in before:
+                        v.state, v.drain_started, v.drain_deadline = state, started, deadline
+                    raise
                 await asyncio.to_thread(self._rebuild)
                 log.info("adapter %s: unregistered, draining", name)
             result = self.describe(rec, self.replicas())

@@ -1,10 +1,12 @@
 """Tenants added and removed at run time through the admin API, beside those the config
 declares. They hold only salted key hashes (plain keys come from the environment or a file,
-in the config); they live in memory, like run-time adapters: a restarted router starts from
-its config."""
+in the config). Each is a record in the shared store, like run-time adapters: every router
+of a fleet applies the others' (``apply_remote``), and a restarted router reads them back."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,12 +14,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .. import _native
 from ..config import LoadedConfig
 from ..config.checks import tenant_problems
 from ..config.load import format_path
 from ..config.models import Tenant
 from ..config.plan import tenant_keys
-from .registry import RegistryError
+from .registry import RegistryError, unavailable
 
 log = logging.getLogger("lora_router.tenants")
 
@@ -27,8 +30,11 @@ class TenantStore:
         """``adapters`` gives every adapter the router knows (config and run time) -> base."""
         self.loaded = loaded
         self.runtime: dict[str, Tenant] = {}
+        self.raw: dict[str, str] = {}
+        """Each run-time tenant's record as the shared store holds it."""
         self._rebuild = rebuild
         self._adapters = adapters
+        self.native: Any = None
 
     def reconfigure(self, loaded: LoadedConfig) -> None:
         """A reloaded config: a config tenant replaces a run-time one of the same name."""
@@ -56,7 +62,7 @@ class TenantStore:
             self.describe(t, "runtime") for t in self.runtime.values()
         ]
 
-    def add(self, fields: Any) -> dict[str, Any]:
+    async def add(self, fields: Any) -> dict[str, Any]:
         if not isinstance(fields, dict):
             raise RegistryError(400, "The body must be a JSON object.")
         for plain in ("api_key_env", "api_key_file"):
@@ -80,14 +86,58 @@ class TenantStore:
         if problems:
             p = problems[0]
             raise RegistryError(400, f"`{p.path.removeprefix(me + '.')}`: {p.message}.", "tenant")
-        self.runtime[tenant.name] = tenant
-        self._rebuild()
+        raw = json.dumps(tenant.model_dump(exclude_defaults=True), sort_keys=True)
+        if not await asyncio.to_thread(self._swap, tenant.name, None, raw):
+            raise RegistryError(409, f"A tenant named `{tenant.name}` exists already.", "name")
+        self.runtime[tenant.name], self.raw[tenant.name] = tenant, raw
+        await asyncio.to_thread(self._rebuild)
         return self.describe(tenant, "runtime")
 
-    def remove(self, name: str) -> dict[str, Any]:
+    async def remove(self, name: str) -> dict[str, Any]:
         if any(t.name == name for t in self.loaded.config.tenants):
             raise RegistryError(409, f"The tenant `{name}` is declared in the config; remove it there and reload.")
-        if self.runtime.pop(name, None) is None:
+        if name not in self.runtime:
             raise RegistryError(404, f"No tenant named `{name}`.")
-        self._rebuild()
+        if not await asyncio.to_thread(self._swap, name, self.raw.get(name), None):
+            raise RegistryError(409, f"The tenant `{name}` was changed by another router at the same moment; retry.")
+        self.runtime.pop(name, None)
+        self.raw.pop(name, None)
+        await asyncio.to_thread(self._rebuild)
         return {"name": name, "deleted": True}
+
+    # --- the shared store ------------------------------------------------------------------
+
+    def _swap(self, name: str, expected: str | None, value: str | None) -> bool:
+        try:
+            return bool(self.native.store_swap("tenants", name, expected, value))
+        except _native.StoreUnavailable as e:
+            raise unavailable(e) from None
+
+    def export(self) -> list[tuple[str, str]]:
+        return sorted(self.raw.items())
+
+    def apply_remote(self, records: list[tuple[str, str | None]], complete: bool) -> bool:
+        """Tenants other routers added (a value) or removed (``None``); with ``complete``,
+        every run-time tenant there is. Returns whether anything changed."""
+        changed = False
+        for name, raw in records:
+            if raw is None:
+                changed |= self.runtime.pop(name, None) is not None
+                self.raw.pop(name, None)
+                continue
+            if self.raw.get(name) == raw:
+                continue
+            try:
+                tenant = Tenant.model_validate(json.loads(raw))
+            except (ValueError, ValidationError) as e:
+                log.warning("tenant %s: ignoring a record this router cannot read: %s", name, e)
+                continue
+            self.runtime[name], self.raw[name] = tenant, raw
+            changed = True
+        if complete:
+            present = {name for name, raw in records if raw is not None}
+            for name in [n for n in self.runtime if n not in present]:
+                self.runtime.pop(name)
+                self.raw.pop(name, None)
+                changed = True
+        return changed

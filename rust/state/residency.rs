@@ -92,6 +92,8 @@ pub struct LoraSnapshot {
     /// Modelled residency, most recently used first.
     pub resident: Vec<String>,
     pub inflight: HashMap<String, usize>,
+    /// Adapters the replica's metrics last reported running (whoever sent them).
+    pub reported_active: Vec<String>,
     pub modelled_loads: u64,
 }
 
@@ -326,7 +328,7 @@ impl LoraState {
 
     pub fn snapshot(&self) -> LoraSnapshot {
         let s = self.inner.lock();
-        let (registered, resident, inflight, loads) = match &s {
+        let (registered, resident, inflight, reported_active, loads) = match &s {
             Ok(s) => {
                 let mut slots: Vec<&Slot> = s.slots.iter().collect();
                 slots.sort_by_key(|e| std::cmp::Reverse(e.last_used));
@@ -334,10 +336,11 @@ impl LoraState {
                     s.registered.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
                     slots.iter().map(|e| e.name.to_string()).collect(),
                     s.inflight.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+                    s.reported_active.iter().map(|a| a.to_string()).collect(),
                     s.loads,
                 )
             }
-            Err(_) => (HashMap::new(), Vec::new(), HashMap::new(), 0),
+            Err(_) => (HashMap::new(), Vec::new(), HashMap::new(), Vec::new(), 0),
         };
         LoraSnapshot {
             max_loras: self.max_loras(),
@@ -352,6 +355,7 @@ impl LoraState {
             registered,
             resident,
             inflight,
+            reported_active,
             modelled_loads: loads,
         }
     }
