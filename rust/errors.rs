@@ -26,6 +26,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The replica a request was placed on could not load its adapter.
     AdapterLoadFailed,
+    /// The router stopped before the request ended (its drain time ran out).
+    ShuttingDown,
     Internal,
 }
 
@@ -43,6 +45,7 @@ pub const ALL_KINDS: &[ErrorKind] = &[
     ErrorKind::UpstreamUnreachable,
     ErrorKind::UpstreamTimeout,
     ErrorKind::AdapterLoadFailed,
+    ErrorKind::ShuttingDown,
     ErrorKind::Internal,
 ];
 
@@ -62,6 +65,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::AdapterLoadFailed => "adapter_load_failed",
+            ErrorKind::ShuttingDown => "shutting_down",
             ErrorKind::Internal => "internal",
         }
     }
@@ -74,7 +78,9 @@ impl ErrorKind {
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::NoHealthyBackend | ErrorKind::QuotaUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::NoHealthyBackend | ErrorKind::QuotaUnavailable | ErrorKind::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::UpstreamUnreachable | ErrorKind::AdapterLoadFailed => StatusCode::BAD_GATEWAY,
             ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,

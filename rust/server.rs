@@ -1,6 +1,7 @@
 //! The accept loop shared by the router and the simulator, the process-wide tokio runtime,
 //! and a handle that stops a server gracefully: stop accepting, let in-flight requests
-//! finish (up to a drain timeout), then return.
+//! finish (up to a drain timeout), tell what is still open that time is up (`ending`: open
+//! streams then send their final event), and return.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -17,10 +18,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::proxy::body::BoxError;
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// How long responses still open when the drain time runs out get to write their last bytes.
+const FINAL_WRITE: Duration = Duration::from_secs(2);
 
 /// The process's tokio runtime. The first caller fixes the worker count (0 = one per core);
 /// later callers share it.
@@ -50,19 +55,20 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 pub struct ServerHandle {
     pub local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    /// `Some(drain)` once asked to stop.
+    shutdown: watch::Sender<Option<Duration>>,
     done: Option<oneshot::Receiver<()>>,
 }
 
 impl ServerHandle {
-    /// Asks the server to stop; does not wait.
-    pub fn signal_stop(&self) {
-        let _ = self.shutdown.send(true);
+    /// Asks the server to stop, giving requests in flight `drain` to finish; does not wait.
+    pub fn signal_stop(&self, drain: Duration) {
+        let _ = self.shutdown.send(Some(drain));
     }
 
     /// Stops the server and waits until it has drained. Call from outside the runtime.
-    pub fn stop(mut self) {
-        self.signal_stop();
+    pub fn stop(mut self, drain: Duration) {
+        self.signal_stop(drain);
         if let Some(done) = self.done.take() {
             let _ = done.blocking_recv();
         }
@@ -76,8 +82,15 @@ impl ServerHandle {
     }
 }
 
-/// Binds `addr` and serves `handler` on `rt` until stopped.
-pub fn spawn<F, Fut, B>(rt: &Runtime, addr: SocketAddr, handler: F, drain: Duration) -> std::io::Result<ServerHandle>
+/// Binds `addr` and serves `handler` on `rt` until stopped. After a stop, requests in flight
+/// get the drain time the stop gave to finish; then `ending` is cancelled, and they get a
+/// moment to end cleanly.
+pub fn spawn<F, Fut, B>(
+    rt: &Runtime,
+    addr: SocketAddr,
+    handler: F,
+    ending: CancellationToken,
+) -> std::io::Result<ServerHandle>
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -89,17 +102,21 @@ where
         bind(addr)?
     };
     let local_addr = listener.local_addr()?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (shutdown_tx, shutdown_rx) = watch::channel(None);
     let (done_tx, done_rx) = oneshot::channel();
     rt.spawn(async move {
-        accept_loop(listener, handler, shutdown_rx, drain).await;
+        accept_loop(listener, handler, shutdown_rx, ending).await;
         let _ = done_tx.send(());
     });
     Ok(ServerHandle { local_addr, shutdown: shutdown_tx, done: Some(done_rx) })
 }
 
-async fn accept_loop<F, Fut, B>(listener: TcpListener, handler: F, mut shutdown: watch::Receiver<bool>, drain: Duration)
-where
+async fn accept_loop<F, Fut, B>(
+    listener: TcpListener,
+    handler: F,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+    ending: CancellationToken,
+) where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -129,8 +146,16 @@ where
         }
     }
     drop(listener);
+    let drain = shutdown.borrow().unwrap_or_default();
+    let finished = graceful.shutdown();
+    tokio::pin!(finished);
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = &mut finished => return,
         _ = tokio::time::sleep(drain) => {}
+    }
+    ending.cancel();
+    tokio::select! {
+        _ = &mut finished => {}
+        _ = tokio::time::sleep(FINAL_WRITE) => {}
     }
 }

@@ -57,7 +57,7 @@ class Proc:
     def log(self) -> str:
         return "".join(self.lines)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int | None:
         if self.p.poll() is None:
             self.p.send_signal(sig)
             try:
@@ -70,6 +70,12 @@ class Proc:
 
 def lora_router(*args: str) -> list[str]:
     return [sys.executable, "-m", "lora_router.cli", *args]
+
+
+def key_hash(key: str) -> str:
+    """The salted hash of a tenant key, as `lora-router keys hash` prints it."""
+    out = subprocess.run(lora_router("keys", "hash", "-"), input=key + "\n", capture_output=True, text=True, check=True)
+    return out.stdout.strip()
 
 
 def make_adapters(root: Path, names: Iterable[str], base: str = "tiny-base", rank: int = 8) -> dict[str, str]:
@@ -194,8 +200,8 @@ def upstream_count(sim: Proc) -> int:
     return len(httpx.get(f"{sim.url}/sim/requests").json()["requests"])
 
 
-def metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics").text
+def metric(url: str, name: str, headers: dict[str, str] | None = None) -> float:
+    text = httpx.get(f"{url}/metrics", headers=headers).text
     total = 0.0
     found = False
     for line in text.splitlines():
@@ -336,3 +342,81 @@ def decision(resp: httpx.Response) -> dict[str, str]:
     """The router's decision headers, without the prefix."""
     prefix = "x-lora-router-"
     return {k[len(prefix) :]: v for k, v in resp.headers.items() if k.startswith(prefix)}
+
+
+def tls_files(root: Path, *names: str) -> dict[str, Path]:
+    """A throwaway CA and a certificate for ``names`` (default 127.0.0.1 and localhost), as
+    PEM files: ``ca``, ``cert`` (the chain) and ``key``."""
+    import trustme
+
+    root.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    leaf = ca.issue_cert(*(names or ("127.0.0.1", "localhost")))
+    files = {"ca": root / "ca.pem", "cert": root / "cert.pem", "key": root / "key.pem"}
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    leaf.private_key_pem.write_to_path(str(files["key"]))
+    for i, blob in enumerate(leaf.cert_chain_pems):
+        blob.write_to_path(str(files["cert"]), append=i > 0)
+    return files
+
+
+class RedisServer:
+    """A real redis-server on loopback, as a managed service would run it: TLS only, AUTH on
+    (a default-user password and an ACL user for the routers), a database other than 0."""
+
+    USER, PASSWORD, ADMIN_PASSWORD, DB = "fleet", "fleet-secret", "admin-secret", 3
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.port = free_port()
+        self.tls = tls_files(root / "tls")
+        conf = root / "redis.conf"
+        conf.write_text(
+            f"port 0\ntls-port {self.port}\nbind 127.0.0.1\n"
+            f"tls-cert-file {self.tls['cert']}\ntls-key-file {self.tls['key']}\n"
+            f"tls-ca-cert-file {self.tls['ca']}\ntls-auth-clients no\n"
+            f'save ""\nappendonly no\ndir {root}\n'
+            f"requirepass {self.ADMIN_PASSWORD}\nuser {self.USER} on >{self.PASSWORD} ~* &* +@all\n"
+        )
+        self.conf = conf
+        self.p: subprocess.Popen | None = None
+        self.start()
+
+    @property
+    def url(self) -> str:
+        return f"rediss://127.0.0.1:{self.port}/{self.DB}"
+
+    def env(self) -> dict[str, str]:
+        """The environment a router's ``redis`` section names."""
+        return {"FLEET_REDIS_USER": self.USER, "FLEET_REDIS_PASSWORD": self.PASSWORD}
+
+    def section(self, **fields: Any) -> dict[str, Any]:
+        """The routers' ``redis`` config section."""
+        return {
+            "url": self.url,
+            "username_env": "FLEET_REDIS_USER",
+            "password_env": "FLEET_REDIS_PASSWORD",
+            "ca_file": str(self.tls["ca"]),
+            **fields,
+        }
+
+    def start(self) -> None:
+        self.p = subprocess.Popen(
+            ["redis-server", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_until(lambda: self.cli("PING").strip() == "PONG", timeout=10)
+
+    def cli(self, *args: str) -> str:
+        cmd = ["redis-cli", "--tls", "--cacert", str(self.tls["ca"]), "-p", str(self.port)]
+        cmd += ["--user", self.USER, "--pass", self.PASSWORD, "--no-auth-warning", "-n", str(self.DB), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout
+
+    def signal(self, sig: int) -> None:
+        assert self.p is not None
+        self.p.send_signal(sig)
+
+    def stop(self) -> None:
+        if self.p is not None and self.p.poll() is None:
+            self.p.send_signal(signal.SIGCONT)
+            self.p.kill()
+            self.p.wait(10)

@@ -258,16 +258,25 @@ def test_serve_under_concurrency_with_a_slow_classifier(custom_router):
     assert took < 10, took
 
 
-def test_reload_refuses_changed_classifiers(tmp_path):
+def test_reload_makes_changed_classifiers_anew(tmp_path):
     path = write_config(tmp_path / "c.yaml", config(custom("words", "by_word")))
     with Router(path) as router:
+        assert router.classify("I need a lawyer")["classifier"] == "custom:words"
+        # The classifier's entrypoint changed: the new one serves after the reload.
         write_config(path, config(custom("words", "by_word_async")))
-        with pytest.raises(ConfigError, match=r"classifier.custom: changed; .* only on restart"):
+        report = router.reload(path)
+        assert "classifier" in report["applied"] and report["restart_required"] == []
+        assert router.classify("I need a doctor")["classifier"] == "custom:words"
+        assert router.classify("I need a lawyer")["classifier"] == "default"
+        # An entrypoint that cannot be imported is refused, naming the key; the running one stays.
+        write_config(path, config(custom("words", "no_such_function")))
+        with pytest.raises(ConfigError, match=r"classifier.custom\[0\].entrypoint"):
             router.reload(path)
+        assert router.classify("I need a doctor")["classifier"] == "custom:words"
         # Other changes reload, and the classifier keeps working.
-        cfg = config(custom("words", "by_word"))
-        cfg["categories"][2]["system_prompt"] = "You are a judge."
+        cfg = config(custom("words", "by_word_async"))
+        cfg["categories"][1]["system_prompt"] = "You are a GP."
         write_config(path, cfg)
-        router.reload(path)
-        d = router.classify("I need a lawyer")
-        assert (d["classifier"], d["system_prompt"]) == ("custom:words", "You are a judge.")
+        assert router.reload(path)["applied"] == ["categories"]
+        d = router.classify("I need a doctor")
+        assert (d["classifier"], d["system_prompt"]) == ("custom:words", "You are a GP.")

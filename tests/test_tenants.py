@@ -15,17 +15,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import chat, free_port, lora_router, make_adapters, start_router, start_sim, wait_until, write_config
+from support import (
+    chat,
+    free_port,
+    key_hash,
+    lora_router,
+    make_adapters,
+    start_router,
+    start_sim,
+    wait_until,
+    write_config,
+)
 
 ADMIN = "admin-secret"
 ACME_KEY = "sk-acme-0123456789"
 BETA_KEY = "sk-beta-9876543210"
 ADAPTERS = ["acme-finance-lora", "acme-finance-lora-v2", "acme-candidate", "beta-support-lora", "legal-lora"]
-
-
-def keys_hash(key: str) -> str:
-    out = subprocess.run(lora_router("keys", "hash", "-"), input=key + "\n", capture_output=True, text=True, check=True)
-    return out.stdout.strip()
 
 
 def tenants_config(port: int, root: Path, **overrides) -> dict:
@@ -51,7 +56,7 @@ def tenants_config(port: int, root: Path, **overrides) -> dict:
         "tenants": [
             {
                 "name": "acme",
-                "api_keys": [keys_hash(ACME_KEY)],
+                "api_keys": [key_hash(ACME_KEY)],
                 "adapters": ["acme-finance-lora", "acme-finance-lora-v2", "acme-candidate"],
                 "default_adapter": "acme-finance-lora",
                 "aliases": {"my-model": "acme-finance-lora"},
@@ -126,9 +131,9 @@ def setup(tmp_path_factory):
 
 
 def test_keys_hash_prints_one_storable_line():
-    line = keys_hash("some key")
+    line = key_hash("some key")
     assert line.startswith("sha256:") and len(line.split(":")) == 3 and "some key" not in line
-    assert keys_hash("some key") != line  # a fresh salt every time
+    assert key_hash("some key") != line  # a fresh salt every time
     direct = subprocess.run(lora_router("keys", "hash", "k2"), capture_output=True, text=True, check=True)
     assert direct.stdout.count("\n") == 1
     empty = subprocess.run(lora_router("keys", "hash", "-"), input="\n", capture_output=True, text=True)
@@ -454,7 +459,7 @@ def test_tenants_added_and_removed_through_the_admin_api(setup):
     auth = {"Authorization": f"Bearer {ADMIN}"}
     url = f"{setup.url}/admin/tenants"
     gamma_key = "sk-gamma-5555"
-    body = {"name": "gamma", "api_keys": [keys_hash(gamma_key)], "adapters": ["legal-lora"], "limits": {"rpm": 100}}
+    body = {"name": "gamma", "api_keys": [key_hash(gamma_key)], "adapters": ["legal-lora"], "limits": {"rpm": 100}}
     assert send(setup.url, gamma_key, "legal-lora").status_code == 401
     r = httpx.post(url, json=body, headers=auth)
     assert r.status_code == 201, r.text

@@ -26,8 +26,11 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from .config.changes import summary
     from .router import Router
-    from .runloop import wait_for_signal
+    from .runloop import Signals
 
     router = Router(args.config, threads=args.threads)
     mcp = router.config.classifier.mcp_category_model
@@ -48,14 +51,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     def reload() -> None:
         try:
-            router.reload(args.config)
-            log.info("reloaded %s", args.config)
-        except (LoraRouterError, ValueError) as e:
-            log.error("reload of %s failed, keeping the running config: %s", args.config, e)
+            report = router.reload(args.config)
+            log.info("reloaded %s: %s", args.config, summary(report))
+        except (LoraRouterError, PlanError) as e:
+            log.error("reload of %s refused, the running config stays: %s", args.config, e)
+        except Exception as e:  # whatever went wrong, the running config stays
+            log.exception("reload of %s failed, the running config stays: %s: %s", args.config, type(e).__name__, e)
 
-    signum = wait_for_signal(on_hangup=reload)
-    log.info("signal %d: draining and stopping", signum)
+    signals = Signals(on_hangup=reload)
+    signum = signals.wait()
+    router.begin_drain()
+    delay = router.config.server.drain_delay_s
+    if signum == signal.SIGTERM and delay > 0:
+        log.info("SIGTERM: not ready any more; serving %g s more so load balancers notice, then draining", delay)
+        if signals.wait_again(delay) is not None:
+            log.info("a second signal: draining now")
+    drain = router.config.server.timeouts.drain_s
+    log.info("draining: no new connections; requests in flight get up to %g s", drain)
     router.stop()
+    signals.restore()
+    log.info("stopped")
     return 0
 
 
@@ -396,6 +411,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # a bug: say so in one line; -v shows where
+        if args.verbose:
+            raise
+        print(f"lora-router: internal error: {type(e).__name__}: {e} (run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

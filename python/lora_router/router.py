@@ -7,14 +7,17 @@ import asyncio
 import json
 import logging
 import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from . import _native
-from .config import ConfigError, LoadedConfig, Problem, build_plan, load_config, validate
+from .config import LoadedConfig, build_plan, load_config, validate
+from .config.changes import reconcile
 from .config.plan import uses_models
 from .models import load_onnxruntime
-from .plugins import Plugins, ServerCategories
+from .plugins import Classifiers, Plugins, ServerCategories
 from .registry import Registry, TenantStore
 
 log = logging.getLogger("lora_router")
@@ -44,7 +47,8 @@ class Router:
         self._lock = threading.RLock()
         self.registry = Registry(self.loaded, self._rebuild)
         self.tenants = TenantStore(self.loaded, self._rebuild, self.registry.served_adapters)
-        self._plugins = Plugins(self.loaded, self._categories_listed, self.registry, self.tenants)
+        self._plugins = Plugins(self.loaded, self._categories_listed, self.registry, self.tenants, control=self)
+        self.last_reload: dict[str, Any] | None = None
         try:
             self.plan = build_plan(self.loaded, None, self.registry, self.tenants)
             if uses_models(self.plan):
@@ -88,10 +92,12 @@ class Router:
             await asyncio.to_thread(self._rebuild)
         return None
 
-    def _categories_listed(self, categories: ServerCategories) -> None:
+    def _categories_listed(self, source: Classifiers, categories: ServerCategories) -> None:
         """An MCP server listed its categories (at connect, or changed after a restart): the
-        ones the config lacks join the plan."""
+        ones the config lacks join the plan (if its client is still the one serving)."""
         with self._lock:
+            if source is not self._plugins.classifiers:
+                return
             self._server_categories = categories
             self._rebuild()
         log.info("MCP server categories: %s", ", ".join(categories.names))
@@ -123,37 +129,64 @@ class Router:
             request["model"] = model
         return json.loads(self._native.classify(json.dumps(request), list((headers or {}).items()), tenant))
 
-    def reload(self, config: str | Path | dict[str, Any] | LoadedConfig) -> None:
-        """Swaps in a new config. Custom classifiers and the MCP client are those of the
-        config the router started with; changing them needs a restart."""
-        loaded = _load(config)
-        self._check_plugins_unchanged(loaded)
+    def reload(self, config: str | Path | dict[str, Any] | LoadedConfig) -> dict[str, Any]:
+        """Swaps in a new config and reports what it did: the sections it ``applied`` and the
+        settings whose change is ``restart_required`` (those keep their running values).
+        Custom classifiers and the MCP client are made anew when their sections changed.
+        Raises ConfigError (or PlanError) with nothing changed."""
+        wanted = _load(config)
         with self._lock:
-            self._plugins.run(self.registry.reconfigure(loaded), timeout=30)
-            self.tenants.reconfigure(loaded)
-            plan = build_plan(loaded, self._server_categories, self.registry, self.tenants)
-            if uses_models(plan):
-                load_onnxruntime()
-            self._native.reload(json.dumps(plan), self._plugins.entries, self._plugins.event_loop)
+            effective, report = reconcile(self.loaded.config, wanted.config)
+            loaded = replace(wanted, config=effective)
+            fresh = self._plugins.prepare(loaded)
+            try:
+                self._plugins.run(self.registry.reconfigure(loaded), timeout=30)
+                self.tenants.reconfigure(loaded)
+                categories = None if fresh is not None else self._server_categories
+                plan = build_plan(loaded, categories, self.registry, self.tenants)
+                if uses_models(plan):
+                    load_onnxruntime()
+                entries = (fresh or self._plugins.classifiers).entries
+                self._native.reload(json.dumps(plan), entries, self._plugins.event_loop)
+            except BaseException:
+                if fresh is not None:
+                    self._plugins.discard(fresh)
+                raise
+            if fresh is not None:
+                self._plugins.commit(fresh)
+                self._server_categories = None
             self.loaded, self.plan = loaded, plan
+            report = {**report, "hash": plan["hash"], "file": loaded.file, "at": time.time()}
+            self.last_reload = report
         self.registry.wake()
+        return report
 
-    def _check_plugins_unchanged(self, loaded: LoadedConfig) -> None:
-        """Custom classifiers are imported and the MCP client started once, at start."""
-        before, after = self.loaded.config.classifier, loaded.config.classifier
-        problems = [
-            Problem(f"classifier.{key}", "changed; custom classifiers and the MCP client change only on restart")
-            for key in ("custom", "mcp_category_model")
-            if getattr(before, key) != getattr(after, key)
-        ]
-        if problems:
-            raise ConfigError(loaded.file, problems)
+    def reload_file(self) -> dict[str, Any]:
+        """Reloads the config file the router runs."""
+        return self.reload(self.loaded.file)
+
+    def describe_config(self) -> dict[str, Any]:
+        """What ``GET /admin/config`` shows: the file, the running plan's hash, where shared
+        state lives, and the last reload's report."""
+        store = self.plan["store"]
+        return {
+            "file": self.loaded.file,
+            "hash": self.plan["hash"],
+            "store": {"backend": "redis" if store["redis"] else "memory", "prefix": store["prefix"]},
+            "ready": self._native.ready(),
+            "warnings": list(self.loaded.warnings),
+            "last_reload": self.last_reload,
+        }
 
     def start(self, host: str | None = None, port: int | None = None) -> tuple[str, int]:
         s = self.loaded.config.server
         address = self._native.start(host if host is not None else s.host, s.port if port is None else port)
         self._plugins.start_registry()
         return address
+
+    def begin_drain(self) -> None:
+        """``/readyz`` answers 503 from now on; requests are still served."""
+        self._native.begin_drain()
 
     def stop(self) -> None:
         self._native.stop()

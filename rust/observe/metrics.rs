@@ -165,6 +165,17 @@ impl Metrics {
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP lora_router_config_info The plan this router runs: SHA-256 of its canonical form (equal across routers that agree).\n# TYPE lora_router_config_info gauge\nlora_router_config_info{{hash=\"{}\"}} 1",
+            esc(&plan.hash)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP lora_router_store_up Whether the shared state store answers.\n# TYPE lora_router_store_up gauge\nlora_router_store_up{{backend=\"{}\"}} {}",
+            live.store.backend(),
+            u8::from(live.store.reachable())
+        );
         let replicas = live.replicas.snapshot();
         out.push_str("# HELP lora_router_backend_healthy Whether the router sends traffic to the endpoint.\n");
         out.push_str("# TYPE lora_router_backend_healthy gauge\n");

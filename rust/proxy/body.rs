@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::Sleep;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::errors::{ErrorKind, RouterError};
 use crate::observe::usage::UsageScan;
@@ -56,6 +57,9 @@ pub struct UpstreamBody {
     completion: Option<Completion>,
     /// Reads the token usage as the body passes, when a quota or an experiment needs it.
     usage: Option<UsageScan>,
+    /// Fires when the router's drain time has run out (SSE only: the stream then ends with
+    /// its final error event rather than being cut).
+    ending: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -75,7 +79,16 @@ impl UpstreamBody {
             state: StreamState::Streaming,
             completion: None,
             usage: None,
+            ending: None,
         }
+    }
+
+    /// Ends an event stream cleanly when `ending` fires.
+    pub fn ending_with(mut self, ending: &CancellationToken) -> Self {
+        if self.sse {
+            self.ending = Some(Box::pin(ending.clone().cancelled_owned()));
+        }
+        self
     }
 
     pub fn reading_usage(mut self) -> Self {
@@ -186,6 +199,12 @@ impl UpstreamBody {
                     return self.fail(RouterError::new(
                         ErrorKind::UpstreamTimeout,
                         format!("The upstream sent nothing for {secs:.1} s."),
+                    ));
+                }
+                if self.ending.as_mut().is_some_and(|e| e.as_mut().poll(cx).is_ready()) {
+                    return self.fail(RouterError::new(
+                        ErrorKind::ShuttingDown,
+                        "The router is shutting down and its drain time ran out before this stream ended.",
                     ));
                 }
                 Poll::Pending

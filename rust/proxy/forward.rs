@@ -259,7 +259,7 @@ fn relay(
         }
     }
     decision_headers(headers, &record);
-    let mut body = UpstreamBody::new(incoming, idle, sse);
+    let mut body = UpstreamBody::new(incoming, idle, sse).ending_with(&state.lifecycle.ending);
     if record.wants_usage() {
         body = body.reading_usage();
     }

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::admin;
 use super::body::RouterBody;
 use super::forward::{fail, forward};
+use super::lifecycle;
 use super::responses::{error_response, json_value, model_list};
 use super::shadow;
 use super::RouterState;
@@ -25,17 +26,29 @@ use crate::request::{ApiKind, RequestView};
 use crate::signals::Signal;
 use crate::state::quotas;
 
-const KNOWN_PATHS: &[&str] =
-    &["/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/classify", "/health", "/metrics"];
+const KNOWN_PATHS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/models",
+    "/v1/classify",
+    "/health",
+    "/livez",
+    "/readyz",
+    "/metrics",
+];
 
 pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<Response<RouterBody>, Infallible> {
-    let response = match (req.method(), req.uri().path()) {
+    // HEAD is GET without the body (hyper leaves the body out): load balancers probe with it.
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    let mut response = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => inference(&state, req, ApiKind::Chat).await,
         (&Method::POST, "/v1/completions") => inference(&state, req, ApiKind::Completions).await,
         (&Method::POST, "/v1/classify") => classify(&state, req).await,
-        (&Method::GET, "/v1/models") => models(&state, req.headers()),
-        (&Method::GET, "/health") => health(&state).await,
-        (&Method::GET, "/metrics") => {
+        (_, "/v1/models") if read_only => models(&state, req.headers()),
+        (_, "/health") if read_only => health(&state).await,
+        (_, "/livez") if read_only => lifecycle::livez(),
+        (_, "/readyz") if read_only => lifecycle::readyz(&state),
+        (_, "/metrics") if read_only => {
             let plan = state.plan.load_full();
             // With tenants, metrics (which name every adapter) are for the operator only.
             if plan.tenants.enabled() {
@@ -61,6 +74,10 @@ pub async fn handle(state: Arc<RouterState>, req: Request<Incoming>) -> Result<R
         }
         (_, p) => error_response(&RouterError::new(ErrorKind::RouteNotFound, format!("No route for {p}."))),
     };
+    if state.lifecycle.draining() {
+        // Clients on HTTP/1 keep-alive move to another router for their next request.
+        response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
     Ok(response)
 }
 

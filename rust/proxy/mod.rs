@@ -7,6 +7,7 @@ pub mod admin;
 pub mod body;
 pub mod forward;
 pub mod handler;
+pub mod lifecycle;
 pub mod responses;
 pub mod shadow;
 
@@ -39,6 +40,7 @@ pub struct RouterState {
     pub observer: Arc<Observer>,
     /// The admin API's handler, registered by the Python layer.
     pub admin: OnceLock<Arc<dyn AdminHandler>>,
+    pub lifecycle: lifecycle::Lifecycle,
     ids: RequestIds,
 }
 
@@ -56,6 +58,7 @@ impl RouterState {
             client,
             observer: Arc::new(observer),
             admin: OnceLock::new(),
+            lifecycle: Default::default(),
             ids: RequestIds::new(),
         }))
     }

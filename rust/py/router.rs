@@ -191,11 +191,11 @@ impl PyRouter {
         let addr = server::resolve(host, port).map_err(|e| PyOSError::new_err(e.to_string()))?;
         let rt = server::runtime(self.threads);
         let state = self.state.clone();
-        let drain = Duration::from_millis(state.plan.load().server.drain_timeout_ms);
         let handle = py
             .detach(|| {
                 let s = state.clone();
-                server::spawn(rt, addr, move |req| handler::handle(s.clone(), req), drain)
+                let ending = s.lifecycle.ending.clone();
+                server::spawn(rt, addr, move |req| handler::handle(s.clone(), req), ending)
             })
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
         let (loops_stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -207,13 +207,26 @@ impl PyRouter {
         Ok((local.ip().to_string(), local.port()))
     }
 
-    /// Stops accepting, waits for in-flight requests (up to the drain timeout), flushes the
-    /// audit log.
+    /// Starts draining: `/readyz` answers 503 at once, requests are still served.
+    fn begin_drain(&self) {
+        self.state.lifecycle.begin_drain();
+    }
+
+    /// Whether the router is ready for traffic (what `/readyz` answers).
+    fn ready(&self) -> bool {
+        crate::proxy::lifecycle::ready(&self.state)
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to the drain timeout; streams still
+    /// open then end with a final error event), flushes the audit log.
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.running.lock().map_err(|_| PyRuntimeError::new_err("router state poisoned"))?.take();
         if let Some(r) = taken {
+            // The drain time of the config running now (a reload may have changed it). Health
+            // checks and the store's sync go on while requests drain.
+            let drain = Duration::from_millis(self.state.plan.load().server.drain_timeout_ms);
+            py.detach(move || r.server.stop(drain));
             let _ = r.loops_stop.send(true);
-            py.detach(move || r.server.stop());
         }
         self.state.observer.close();
         Ok(())

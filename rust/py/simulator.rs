@@ -37,7 +37,7 @@ impl PySimulator {
         let rt = server::runtime(self.threads);
         let state = self.state.clone();
         let handle = py
-            .detach(|| server::spawn(rt, addr, move |req| handlers::handle(state.clone(), req), Duration::from_secs(1)))
+            .detach(|| server::spawn(rt, addr, move |req| handlers::handle(state.clone(), req), Default::default()))
             .map_err(|e| PyOSError::new_err(format!("cannot listen on {addr}: {e}")))?;
         let local = handle.local_addr;
         *running = Some(handle);
@@ -47,7 +47,7 @@ impl PySimulator {
     fn stop(&self, py: Python<'_>) -> PyResult<()> {
         let taken = self.running.lock().map_err(|_| PyRuntimeError::new_err("simulator state poisoned"))?.take();
         if let Some(h) = taken {
-            py.detach(move || h.stop());
+            py.detach(move || h.stop(Duration::from_secs(1)));
         }
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! An endpoint with `discovery: dns` names a DNS name (a Kubernetes headless Service, say):
 //! every A/AAAA record is a replica, looked up every `refresh_ms`. A new address is probed
 //! and synced before it takes traffic (it joins unhealthy); one that disappears gets no new
-//! requests, and those in flight finish on it. A failed lookup keeps the members as they
-//! were; a name with no records has none.
+//! requests, and those in flight finish on it. A and AAAA records are asked for separately:
+//! a failed lookup keeps the addresses of its family as they were (some servers refuse AAAA
+//! queries for names they only know IPv4 addresses of); a name with no records has none.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::proto::rr::RecordType;
 use hickory_resolver::TokioResolver;
 
 use super::{health, ReplicaSpec};
@@ -80,22 +82,35 @@ fn resolver(nameservers: &[String]) -> Result<TokioResolver, String> {
     builder.build().map_err(|e| format!("cannot build the DNS resolver: {e}"))
 }
 
-/// The addresses `host` resolves to now, sorted; `Ok(empty)` when it has no records, `Err`
-/// when the lookup failed (server down, timeout).
-async fn lookup(resolver: &TokioResolver, host: &str) -> Result<Vec<IpAddr>, String> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![ip]);
-    }
-    match resolver.lookup_ip(host).await {
-        Ok(found) => {
-            let mut ips: Vec<IpAddr> = found.iter().collect();
-            ips.sort();
-            ips.dedup();
-            Ok(ips)
-        }
+/// The addresses of one family (`A` or `AAAA`) `host` has now; `Ok(empty)` when it has no
+/// such records, `Err` when the lookup failed (server down, timeout, refused).
+async fn lookup(resolver: &TokioResolver, host: &str, family: RecordType) -> Result<Vec<IpAddr>, String> {
+    match resolver.lookup(host, family).await {
+        Ok(found) => Ok(found.answers().iter().filter_map(|r| r.data.ip_addr()).collect()),
         Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(vec![]),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The addresses `host` resolves to now, sorted, each family's from its lookup or, where that
+/// failed, from `before`; `Err` when both lookups failed.
+async fn resolve(resolver: &TokioResolver, host: &str, before: &[IpAddr]) -> Result<Vec<IpAddr>, String> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![ip]);
+    }
+    let (v4, v6) = tokio::join!(lookup(resolver, host, RecordType::A), lookup(resolver, host, RecordType::AAAA));
+    if let (Err(a), Err(_)) = (&v4, &v6) {
+        return Err(a.clone());
+    }
+    let kept = |v6: bool| before.iter().copied().filter(move |ip| ip.is_ipv6() == v6);
+    let mut ips: Vec<IpAddr> = match v4 {
+        Ok(found) => found,
+        Err(_) => kept(false).collect(),
+    };
+    ips.extend(v6.unwrap_or_else(|_| kept(true).collect()));
+    ips.sort();
+    ips.dedup();
+    Ok(ips)
 }
 
 /// The replica specs for what a DNS endpoint resolved to.
@@ -138,7 +153,11 @@ pub async fn run(state: Arc<RouterState>, mut stop: tokio::sync::watch::Receiver
                     continue;
                 }
                 due.insert(e.name.clone(), now + Duration::from_millis(refresh_ms.max(100)));
-                match lookup(resolver, &e.host).await {
+                let before: Vec<IpAddr> = {
+                    let set = state.live.replicas.snapshot();
+                    set.group(&e.name).iter().filter_map(|&i| set.list[i].host.parse().ok()).collect()
+                };
+                match resolve(resolver, &e.host, &before).await {
                     Ok(ips) => {
                         if failing.remove(&e.name).is_some() {
                             log::info(&format!("endpoint '{}': DNS lookups of {} work again", e.name, e.host));

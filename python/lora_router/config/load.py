@@ -58,16 +58,49 @@ def format_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _record_lines(node: yaml.Node, loc: tuple[Any, ...], lines: dict[str, int]) -> None:
-    lines[format_path(loc)] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            k = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
-            lines[format_path((*loc, k))] = key.start_mark.line + 1
-            _record_lines(value, (*loc, k), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _record_lines(item, (*loc, i), lines)
+MAX_DEPTH = 64
+"""Deepest nesting a config may have (real ones stay under ten levels)."""
+MAX_NODES = 2_000_000
+"""Most values a config may stand for once its YAML aliases are expanded (a small file whose
+aliases nest can stand for billions: every reader of the data would then stall)."""
+
+
+def _record_lines(root: yaml.Node, lines: dict[str, int]) -> str | None:
+    """Records the line of every key path, without recursion and visiting each node once
+    (an alias is the same node again). Returns why the document is refused, if it is: too
+    deep, or too many values once aliases are expanded."""
+    expanded: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, tuple[Any, ...], bool]] = [(root, (), False)]
+    seen: set[int] = set()
+    while stack:
+        node, loc, done = stack.pop()
+        children = [v for _, v in node.value] if isinstance(node, yaml.MappingNode) else None
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        if done:
+            # Post-order: the node's expanded size, from its children's (each counted once).
+            if any(id(c) not in expanded for c in children or []):
+                return "the document refers to itself through an alias (it would never end)"
+            expanded[id(node)] = 1 + sum(expanded[id(c)] for c in children or [])
+            if expanded[id(node)] > MAX_NODES:
+                return f"the document stands for more than {MAX_NODES:,} values once its aliases are expanded"
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if len(loc) > MAX_DEPTH:
+            return f"the document nests deeper than {MAX_DEPTH} levels (at {format_path(loc[:4])}...)"
+        lines.setdefault(format_path(loc), node.start_mark.line + 1)
+        stack.append((node, loc, True))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                k = key.value if isinstance(key, yaml.ScalarNode) else str(key.value)
+                lines.setdefault(format_path((*loc, k)), key.start_mark.line + 1)
+                stack.append((value, (*loc, k), False))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                stack.append((item, (*loc, i), False))
+    return None
 
 
 def line_of(lines: dict[str, int], path: str) -> int | None:
@@ -81,20 +114,25 @@ def line_of(lines: dict[str, int], path: str) -> int | None:
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[str, int]]:
+    def refuse(why: str, line: int | None = None) -> ConfigError:
+        return ConfigError(file, [Problem("(yaml)", why, line)])
+
+    # libyaml's parser where PyYAML has it (far faster on large files), else the pure one.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        why = _record_lines(node, lines) if node is not None else None
+        if why:
+            raise refuse(why)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        raise ConfigError(file, [Problem("(yaml)", str(e).replace("\n", " "), line)]) from None
-    lines: dict[str, int] = {}
-    if node is not None:
-        _record_lines(node, (), lines)
+        raise refuse(str(e).replace("\n", " "), mark.line + 1 if mark else None) from None
+    except RecursionError:
+        raise refuse(f"the document nests deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
     return data, lines
 
 
@@ -104,6 +142,9 @@ def load_config(path: str | Path) -> LoadedConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(file, [Problem("(file)", f"cannot read: {e.strerror or e}")]) from None
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(file, [Problem("(file)", f"not UTF-8 text (byte {e.start})", line)]) from None
     data, lines = parse_yaml(text, file)
     return validate(data, file, Path(path).resolve().parent, lines)
 

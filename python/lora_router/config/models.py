@@ -188,7 +188,8 @@ class Timeouts(Strict):
     stream_idle_s: float = Field(default=300.0, gt=0)
     """Longest silence between two chunks of a response body."""
     drain_s: float = Field(default=30.0, ge=0)
-    """How long shutdown waits for requests in flight."""
+    """How long shutdown waits for requests in flight; streams still open then end with a
+    final error event."""
 
 
 class HealthCheck(Strict):
@@ -204,6 +205,9 @@ class Server(Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     timeouts: Timeouts = Timeouts()
     health_check: HealthCheck = HealthCheck()
+    drain_delay_s: float = Field(default=5.0, ge=0, le=3600)
+    """On SIGTERM, /readyz answers 503 at once but requests are still served this long, so
+    load balancers notice before the router stops accepting (SIGINT skips the wait)."""
 
 
 SignalName = Literal["keyword", "custom", "mcp", "domain", "embedding"]

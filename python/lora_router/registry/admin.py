@@ -9,7 +9,12 @@
 - ``GET /admin/tenants``: every tenant (config and run time) with its key ids, never keys;
 - ``POST /admin/tenants`` ``{name, api_keys, adapters, ...}`` (the config's tenant fields,
   hashed keys only): 201 once requests with its keys are accepted;
-- ``DELETE /admin/tenants/{name}``: a run-time tenant, at once.
+- ``DELETE /admin/tenants/{name}``: a run-time tenant, at once;
+- ``GET /admin/config``: the config file, the running plan's hash (the one
+  ``lora_router_config_info`` shows), where shared state lives, the last reload's report;
+- ``POST /admin/reload``: reloads the config file (as SIGHUP does) and answers what it
+  applied and what needs a restart; a broken file is refused (400) and the running config
+  stays.
 
 ``/admin/experiments`` is answered by the core (rust/proxy/admin.rs).
 
@@ -20,12 +25,14 @@ its reason).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
 from urllib.parse import unquote
 
 from .. import _native
+from ..errors import LoraRouterError
 from .registry import Registry, RegistryError
 from .tenants import TenantStore
 
@@ -43,9 +50,11 @@ def error(status: int, message: str, param: str | None = None) -> Reply:
 
 
 class AdminAPI:
-    def __init__(self, registry: Registry, tenants: TenantStore):
+    def __init__(self, registry: Registry, tenants: TenantStore, control: Any = None):
+        """``control`` is the Router (its config: ``describe_config``, ``reload_file``)."""
         self.registry = registry
         self.tenants = tenants
+        self.control = control
 
     async def __call__(self, method: str, path: str, body: bytes) -> Reply:
         try:
@@ -86,7 +95,22 @@ class AdminAPI:
             if method == "GET":
                 return ok(200, {"object": "list", "data": r.replicas()})
             return error(405, f"Method {method} is not allowed on {path}.")
+        if path == "/admin/config" and self.control is not None:
+            if method == "GET":
+                return ok(200, self.control.describe_config())
+            return error(405, f"Method {method} is not allowed on {path}.")
+        if path == "/admin/reload" and self.control is not None:
+            if method == "POST":
+                return await self.reload()
+            return error(405, f"Method {method} is not allowed on {path}.")
         return error(404, f"No route for {path}.")
+
+    async def reload(self) -> Reply:
+        try:
+            report = await asyncio.to_thread(self.control.reload_file)
+        except (LoraRouterError, _native.PlanError) as e:
+            return error(400, f"The config was refused; the running config stays. {e}")
+        return ok(200, report)
 
     async def register(self, body: bytes) -> Reply:
         try:
