@@ -405,19 +405,41 @@ def test_two_routers_share_quotas_through_redis(tmp_path, redis_server):
         sim.stop()
 
 
-def test_a_redis_that_is_down_admits_and_counts(tmp_path):
+@pytest.mark.parametrize(
+    ("policy", "codes"),
+    [
+        # Fail open (the default): admitted, and counted as quota backend errors.
+        ("allow", [200] * 6),
+        # Refuse what cannot be counted.
+        ("deny", [503] * 6),
+        # Each of the fleet's 3 routers enforces its third of rpm 6 in the process.
+        ("local", [200, 200, 429, 429, 429, 429]),
+    ],
+)
+def test_a_redis_that_is_down_follows_on_backend_error(tmp_path, policy, codes):
     adapters = make_adapters(tmp_path, ADAPTERS)
     sim = start_sim(adapters)
     cfg = quota_config(
-        sim.port, tmp_path, {"rpm": 1}, quotas={"redis_url": f"redis://127.0.0.1:{free_port()}", "redis_prefix": "t2"}
+        sim.port,
+        tmp_path,
+        {"rpm": 6},
+        quotas={"redis_url": f"redis://127.0.0.1:{free_port()}", "redis_prefix": "t2", "on_backend_error": policy},
+        fleet={"expected_replicas": 3},
     )
     router = start_router(write_config(tmp_path / "c.yaml", cfg), env=ENV)
     try:
-        for _ in range(3):
-            assert send(router.url, ACME_KEY, "my-model").status_code == 200
+        got = [send(router.url, ACME_KEY, "my-model") for _ in range(6)]
+        assert [r.status_code for r in got] == codes
+        if policy == "deny":
+            assert "quota service is unavailable" in got[0].json()["error"]["message"]
+            assert httpx.get(f"{router.url}/readyz").status_code == 503
         text = httpx.get(f"{router.url}/metrics", headers={"Authorization": f"Bearer {ADMIN}"}).text
         line = next(x for x in text.splitlines() if x.startswith("lora_router_quota_backend_errors_total"))
-        assert float(line.split()[-1]) >= 3
+        assert float(line.split()[-1]) >= 6
+        # Admin writes need the store: refused with a clear 503, nothing changed.
+        body = {"name": "later", "api_keys": [key_hash("sk-later-0000")], "adapters": ["legal-lora"]}
+        r = httpx.post(f"{router.url}/admin/tenants", json=body, headers={"Authorization": f"Bearer {ADMIN}"})
+        assert r.status_code == 503 and "shared state store is unavailable" in r.json()["error"]["message"]
     finally:
         router.stop()
         sim.stop()

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 #[derive(Clone)]
 pub struct LoadSpec {
+    /// `host:port`, or several separated by commas: requests then go to each in turn.
     pub addr: String,
     pub path: &'static str,
     pub body: Bytes,
@@ -89,7 +90,8 @@ async fn connect(addr: &str) -> Option<http1::SendRequest<Full<Bytes>>> {
 async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant, sent: Arc<AtomicUsize>) -> (Vec<u32>, usize) {
     let mut out = Vec::with_capacity(100_000);
     let mut errors = 0;
-    let mut sender = None;
+    let addrs: Vec<&str> = spec.addr.split(',').collect();
+    let mut senders: Vec<Option<http1::SendRequest<Full<Bytes>>>> = addrs.iter().map(|_| None).collect();
     // Paced workers start spread over one interval so their sends do not line up.
     let interval = spec.rate.map(|r| Duration::from_secs_f64(spec.concurrency as f64 / r));
     let mut next = Instant::now() + interval.map(|i| i.mul_f64(super::jitter())).unwrap_or_default();
@@ -98,8 +100,11 @@ async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant, sent: Arc<A
             tokio::time::sleep_until(next.into()).await;
             next += i;
         }
+        let n = sent.fetch_add(1, Ordering::Relaxed);
+        let k = n % addrs.len();
+        let sender = &mut senders[k];
         if sender.is_none() {
-            sender = connect(&spec.addr).await;
+            *sender = connect(addrs[k]).await;
             if sender.is_none() {
                 errors += 1;
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -108,11 +113,11 @@ async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant, sent: Arc<A
         }
         let s = sender.as_mut().expect("connected");
         let body = match &spec.variants {
-            Some(v) => v[sent.fetch_add(1, Ordering::Relaxed) % v.len()].clone(),
+            Some(v) => v[n % v.len()].clone(),
             None => spec.body.clone(),
         };
         let mut req = Request::post(spec.path)
-            .header("host", &spec.addr)
+            .header("host", addrs[k])
             .header("content-type", "application/json")
             .body(Full::new(body))
             .expect("request");
@@ -146,7 +151,7 @@ async fn worker(spec: LoadSpec, measure_from: Instant, end: Instant, sent: Arc<A
         };
         if !ok {
             errors += 1;
-            sender = None;
+            senders[k] = None;
         }
     }
     (out, errors)

@@ -4,6 +4,7 @@
 
 pub mod fixtures;
 pub mod loadgen;
+pub mod placement;
 pub mod procs;
 
 use std::time::Duration;

@@ -149,6 +149,9 @@ pub(super) async fn send(
         let id = if attempts.count > 1 { format!("{request_id}-{}", attempts.count) } else { request_id.to_string() };
         let request = upstream_request(&replica, path, client_headers, body.clone(), &id, plan)?;
         let inflight = replica.begin(adapter.as_ref().map(|a| a.served.clone()));
+        if let Some(a) = &adapter {
+            state.live.note_send(&replica.name, &a.served);
+        }
         let sent = Instant::now();
         match tokio::time::timeout(timeout, state.client.request(request)).await {
             Err(_) => {

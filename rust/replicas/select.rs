@@ -9,8 +9,11 @@
 //! saturated (homes first, then the lower load of two sampled), so it needs no load. Only
 //! when there is no such place does the adapter get a new copy, while it has fewer than
 //! `max_replicas`: in a free slot (its homes first: the first `min_replicas` of its
-//! rendezvous-hash ranking, then that ranking), else where the eviction costs least: the
-//! adapter vLLM's LRU would evict there is the one asked for least lately (state/demand.rs).
+//! rendezvous-hash ranking, then that ranking), else on a home, else where the eviction costs
+//! least: the adapter vLLM's LRU would evict there is the one asked for least lately
+//! (state/demand.rs). Homes come before cheaper evictions elsewhere because every router of a
+//! fleet computes the same homes, where eviction costs are each router's own estimate: the
+//! routers would otherwise put copies of one adapter in different places and load it more.
 //! Saturated: every slot busy (vLLM would defer the request), or a load `spill_threshold`
 //! requests above the least loaded candidate's.
 //!
@@ -164,10 +167,10 @@ fn lora_aware(v: &View<'_>, a: &Adapter, candidates: &[usize]) -> Option<usize> 
     }
 
     // 2. A new copy (the first, or a spill because every copy is saturated), while it is on
-    //    fewer than max_replicas: a free slot (homes first, then home order), else the
-    //    eviction that costs least (the victim asked for least lately). A replica that
-    //    serves it already ranks first: there it needs only a slot, where elsewhere it needs
-    //    a load through the API (a disk read and a CPU-cache entry) and then a slot.
+    //    fewer than max_replicas: a free slot (homes first, then home order), else a home,
+    //    else the eviction that costs least (the victim asked for least lately). A replica
+    //    that serves it already ranks first: there it needs only a slot, where elsewhere it
+    //    needs a load through the API (a disk read and a CPU-cache entry) and then a slot.
     if resident.len() < a.max_replicas.unwrap_or(usize::MAX) {
         let cost = |i: usize| {
             let r = v.r(i);
@@ -175,7 +178,7 @@ fn lora_aware(v: &View<'_>, a: &Adapter, candidates: &[usize]) -> Option<usize> 
                 SlotTier::FreeSlot => 0.0,
                 _ => 1.0 + r.lora.eviction_victim().map(|x| v.live.demand.level(&x)).unwrap_or(0.0),
             };
-            (!serves(r, a), evicts, !is_home(i), position(i))
+            (!serves(r, a), evicts > 0.0, !is_home(i), evicts, position(i))
         };
         let best = order
             .iter()
@@ -363,24 +366,29 @@ mod tests {
 
     #[test]
     fn a_resident_copy_beats_a_load_and_a_cold_adapter_evicts_the_least_wanted() {
-        let f = plan_with(2, 1, "lora-aware");
+        let f = plan_with(3, 1, "lora-aware");
         let t = target(Some("tech-lora"));
-        let (home, other) = (f.homes("tech-lora")[0], f.homes("tech-lora")[1]);
-        // A copy on the other replica (its home was down); the home has room.
-        f.r(other).lora.begin(&"tech-lora".into());
-        f.r(other).lora.end("tech-lora");
-        assert_eq!(f.pick(&t, &[]).unwrap().replica, other);
-        // The copy was evicted; both replicas' one slot holds an idle adapter, and the one on
-        // the home is wanted far more: the load goes where it evicts the less wanted one.
-        f.r(other).lora.begin(&"cold".into());
-        f.r(other).lora.end("cold");
+        let [home, second, third] = f.homes("tech-lora")[..] else { panic!() };
+        // A copy on another replica (its home was down); the home has room.
+        f.r(second).lora.begin(&"tech-lora".into());
+        f.r(second).lora.end("tech-lora");
+        assert_eq!(f.pick(&t, &[]).unwrap().replica, second);
+        // The copy was evicted; every replica's one slot holds an idle adapter, the home's
+        // wanted the most: the load still goes home, where every router of a fleet puts it.
+        let fill = |i: usize, name: &str, wanted: usize| {
+            f.r(i).lora.begin(&name.into());
+            f.r(i).lora.end(name);
+            for _ in 0..wanted {
+                f.live.demand.touch(&name.into());
+            }
+        };
+        fill(second, "warm", 5);
+        fill(third, "cold", 1);
+        fill(home, "hot", 20);
+        assert_eq!(f.pick(&t, &[]).unwrap().replica, home);
+        // The home saturated (its slot busy): the load goes where it evicts the least wanted.
         f.r(home).lora.begin(&"hot".into());
-        f.r(home).lora.end("hot");
-        for _ in 0..20 {
-            f.live.demand.touch(&"hot".into());
-        }
-        f.live.demand.touch(&"cold".into());
-        assert_eq!(f.pick(&t, &[]).unwrap().replica, other);
+        assert_eq!(f.pick(&t, &[]).unwrap().replica, third);
     }
 
     #[test]

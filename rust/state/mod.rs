@@ -59,6 +59,9 @@ pub struct LiveState {
     pub round_robin: AtomicUsize,
     /// Requests in flight per adapter through this router (for `max_concurrency`).
     adapters: Mutex<HashMap<Arc<str>, Arc<AtomicUsize>>>,
+    /// Requests this router sent, as (replica, served adapter), not yet announced to the
+    /// fleet: the other routers' residency models learn from them.
+    sends: Mutex<Vec<(Arc<str>, Arc<str>)>>,
     sink: OnceLock<Arc<dyn RecordSink>>,
     /// Every run-time record has been read from the store at least once.
     synced: AtomicBool,
@@ -69,6 +72,10 @@ pub struct LiveState {
 /// How often experiment statistics go to the store, and a router that could not read the
 /// store at start tries again.
 const SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// How often this router tells the fleet where it sent requests.
+const SENDS_INTERVAL: Duration = Duration::from_millis(100);
+/// Sends kept for announcing at most (while the store is unreachable, the oldest go).
+const SENDS_KEPT: usize = 4096;
 
 impl LiveState {
     pub fn new(store: Store, prefix: &str) -> Arc<LiveState> {
@@ -81,6 +88,7 @@ impl LiveState {
             loads: Default::default(),
             round_robin: AtomicUsize::new(0),
             adapters: Mutex::default(),
+            sends: Mutex::default(),
             sink: OnceLock::new(),
             synced: AtomicBool::new(false),
             stale: AtomicBool::new(true),
@@ -101,6 +109,45 @@ impl LiveState {
     pub fn adapter_inflight(&self, name: &Arc<str>) -> Arc<AtomicUsize> {
         let mut m = self.adapters.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(name.clone()).or_default().clone()
+    }
+
+    /// A request for `served` went to `replica`: the fleet hears of it in the next batch.
+    pub fn note_send(&self, replica: &Arc<str>, served: &Arc<str>) {
+        if !self.store.shared() {
+            return;
+        }
+        let mut s = self.sends.lock().unwrap_or_else(|e| e.into_inner());
+        if s.len() >= SENDS_KEPT {
+            s.remove(0);
+        }
+        s.push((replica.clone(), served.clone()));
+    }
+
+    /// Announces the sends noted since the last batch (the last of each pair, in order).
+    async fn announce_sends(&self) {
+        let batch = std::mem::take(&mut *self.sends.lock().unwrap_or_else(|e| e.into_inner()));
+        if batch.is_empty() {
+            return;
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut latest: Vec<(String, String)> = Vec::new();
+        for (r, a) in batch.iter().rev() {
+            if seen.insert((r.clone(), a.clone())) {
+                latest.push((r.to_string(), a.to_string()));
+            }
+        }
+        latest.reverse();
+        let _ = self.store.announce_sends(&latest).await;
+    }
+
+    /// Other routers' sends: each replica's slot model touches the adapter, as vLLM's LRU did.
+    fn apply_sends(&self, sends: &[(String, String)]) {
+        let set = self.replicas.snapshot();
+        for (replica, served) in sends {
+            if let Some(r) = set.find(replica) {
+                r.lora.sent_elsewhere(&Arc::from(served.as_str()));
+            }
+        }
     }
 
     pub fn set_sink(&self, sink: Arc<dyn RecordSink>) {
@@ -199,6 +246,8 @@ pub async fn run(live: Arc<LiveState>, mut stop: tokio::sync::watch::Receiver<bo
     let _ = live.resync().await;
     let mut tick = tokio::time::interval(SYNC_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut gossip = tokio::time::interval(SENDS_INTERVAL);
+    gossip.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             event = events.recv() => {
@@ -206,12 +255,17 @@ pub async fn run(live: Arc<LiveState>, mut stop: tokio::sync::watch::Receiver<bo
                     Ok(Event::Changed { kind, name }) => live.apply_one(kind, name).await,
                     Ok(Event::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => live.resync().await,
                     Ok(Event::Reseed) => live.reseed().await,
+                    Ok(Event::Sends(sends)) => {
+                        live.apply_sends(&sends);
+                        Ok(())
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
                 if outcome.is_err() {
                     live.stale.store(true, Ordering::Relaxed);
                 }
             }
+            _ = gossip.tick(), if live.store.shared() => live.announce_sends().await,
             _ = tick.tick() => {
                 if live.stale.load(Ordering::Relaxed) {
                     let _ = live.resync().await;
@@ -224,5 +278,35 @@ pub async fn run(live: Arc<LiveState>, mut stop: tokio::sync::watch::Receiver<bo
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::replica::ReplicaSpec;
+
+    #[test]
+    fn other_routers_sends_reach_the_slot_model() {
+        let live = LiveState::local();
+        let spec = ReplicaSpec {
+            name: "r0".into(),
+            group: "r0".into(),
+            host: "127.0.0.1".into(),
+            port: 9,
+            weight: 1.0,
+            api_key: None,
+            max_loras: 2,
+        };
+        live.replicas.set(&[("r0".into(), Some(vec![spec]))]).unwrap();
+        live.apply_sends(&[("r0".into(), "a".into()), ("r0".into(), "b".into()), ("gone".into(), "c".into())]);
+        let r = live.replicas.snapshot().find("r0").unwrap().clone();
+        assert!(r.lora.is_resident("a") && r.lora.is_resident("b"));
+        // An announced send counts as the fleet's own: a lagging metrics report of it is not news.
+        live.apply_sends(&[("r0".into(), "c".into())]);
+        assert!(!r.lora.is_resident("a") && r.lora.is_resident("c"));
+        // In the process, nothing is noted for the fleet.
+        live.note_send(&Arc::from("r0"), &Arc::from("a"));
+        assert!(live.sends.lock().unwrap().is_empty());
     }
 }

@@ -66,7 +66,7 @@ struct Inner {
     /// The timestamp of that report (the series' value): vLLM sets it on each engine step, so
     /// an idle replica keeps reporting its last step's adapters with the same timestamp.
     reported_at: Option<f64>,
-    /// When the router last sent each adapter here.
+    /// When a router of the fleet last sent each adapter here.
     last_sent: HashMap<Arc<str>, std::time::Instant>,
 }
 
@@ -253,6 +253,15 @@ impl LoraState {
         let max = self.max_loras();
         let Ok(mut s) = self.inner.lock() else { return };
         *s.inflight.entry(served.clone()).or_insert(0) += 1;
+        s.last_sent.insert(served.clone(), std::time::Instant::now());
+        Self::touch(&mut s, served, max);
+    }
+
+    /// Another router of the fleet sent a request for `served` here: the replica's LRU
+    /// touched it as it does for this router's own (announced in batches: state/mod.rs).
+    pub fn sent_elsewhere(&self, served: &Arc<str>) {
+        let max = self.max_loras();
+        let Ok(mut s) = self.inner.lock() else { return };
         s.last_sent.insert(served.clone(), std::time::Instant::now());
         Self::touch(&mut s, served, max);
     }

@@ -97,6 +97,8 @@ pub enum Event {
     /// The store lost the fleet's records (Redis restarted without them): write back what
     /// this router knows, without overwriting what others wrote back first.
     Reseed,
+    /// Requests other routers sent lately, as (replica, served adapter), oldest first.
+    Sends(Vec<(String, String)>),
 }
 
 /// The store cannot be reached (or answered with an error): the message says which.
@@ -143,6 +145,20 @@ impl Store {
         match self {
             Store::Memory(_) => "memory",
             Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Whether other routers share it.
+    pub fn shared(&self) -> bool {
+        matches!(self, Store::Redis(_))
+    }
+
+    /// Tells the other routers which adapters this one sent where lately (nothing to tell in
+    /// the process).
+    pub async fn announce_sends(&self, sends: &[(String, String)]) -> Result<(), Unavailable> {
+        match self {
+            Store::Memory(_) => Ok(()),
+            Store::Redis(r) => r.announce_sends(sends).await,
         }
     }
 

@@ -11,7 +11,8 @@
 //! `quota:<tenant>` (one-second buckets, `r<second>` and `t<second>`, on the server's clock),
 //! `stats:<experiment>` (`<role>|<adapter>|<counter>` increments), `load:...` (locks) and
 //! `epoch` (marks the data a fleet has written: missing after a restart that lost it, so the
-//! routers write back what they know). Changes are announced on the `events` channel.
+//! routers write back what they know). Changes are announced on the `events` channel, and
+//! the requests each router sent where (for the others' residency models) on `sends`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -131,7 +132,10 @@ impl RedisStore {
             settings = settings.set_password(p);
         }
         let address = format!("{}/{}", info.addr(), settings.db());
-        let info = info.set_redis_settings(settings);
+        // Small commands answered at once: never held back by Nagle's algorithm.
+        let info = info
+            .set_redis_settings(settings)
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let client = match &spec.ca_file {
             Some(path) => {
                 let pem = std::fs::read(path).map_err(|e| format!("cannot read the CA file {path}: {e}"))?;
@@ -407,15 +411,22 @@ impl RedisStore {
         self.events.subscribe()
     }
 
+    pub async fn announce_sends(&self, sends: &[(String, String)]) -> Result<(), Unavailable> {
+        let channel = self.key(&["sends"]);
+        let message = json!({"origin": self.origin, "sends": sends}).to_string();
+        self.with(async |c| redis::cmd("PUBLISH").arg(&channel).arg(&message).query_async::<i64>(c).await).await?;
+        Ok(())
+    }
+
     /// Listens to other routers' announcements until `stop` changes, reconnecting with
     /// backoff; after each (re)connection readers are told to read everything again (and,
     /// when Redis came back without the fleet's data, to write back what they know).
     pub async fn watch(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let channel = self.key(&["events"]);
+        let channels = [self.key(&["events"]), self.key(&["sends"])];
         let mut backoff = Duration::from_millis(100);
         let mut epoch: Option<String> = None;
         loop {
-            match self.listen(&channel, &mut epoch, &mut stop).await {
+            match self.listen(&channels, &mut epoch, &mut stop).await {
                 Ok(()) => return,
                 Err(why) => {
                     if self.watching.swap(false, Ordering::Relaxed) {
@@ -437,13 +448,13 @@ impl RedisStore {
     /// One subscription: `Ok` when stopped, `Err` when the connection failed.
     async fn listen(
         &self,
-        channel: &str,
+        channels: &[String],
         epoch: &mut Option<String>,
         stop: &mut tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), String> {
         let connect = async {
             let mut ps = self.client.get_async_pubsub().await?;
-            ps.subscribe(channel).await?;
+            ps.subscribe(channels).await?;
             Ok::<_, redis::RedisError>(ps)
         };
         let ps = tokio::time::timeout(self.timeout.max(Duration::from_secs(1)), connect)
@@ -465,7 +476,7 @@ impl RedisStore {
             tokio::select! {
                 msg = stream.next() => {
                     let Some(msg) = msg else { return Err("the connection closed".into()) };
-                    if let Some(event) = self.parse(msg.get_payload_bytes()) {
+                    if let Some(event) = self.parse(msg.get_channel_name(), msg.get_payload_bytes()) {
                         let _ = self.events.send(event);
                     }
                 }
@@ -481,10 +492,13 @@ impl RedisStore {
         }
     }
 
-    fn parse(&self, payload: &[u8]) -> Option<Event> {
+    fn parse(&self, channel: &str, payload: &[u8]) -> Option<Event> {
         let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
         if v.get("origin")?.as_str()? == self.origin {
             return None;
+        }
+        if channel.ends_with(":sends") {
+            return serde_json::from_value(v.get("sends")?.clone()).ok().map(Event::Sends);
         }
         let kind = Kind::parse(v.get("kind")?.as_str()?)?;
         Some(Event::Changed { kind, name: v.get("name")?.as_str()?.to_string() })
